@@ -1,0 +1,93 @@
+"""The one typed configuration object of rasd.
+
+Values come, in increasing priority, from the defaults below and from
+``RASD_*`` environment variables (pydantic-settings). The CLI shows the
+environment variable behind each option in ``--help``. Secrets are
+``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository's ``config/`` directory (feeds, rules, index template).
+PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rasd"
+
+
+def _default_state_dir() -> Path:
+    # Elasticsearch refuses to run as root, so as root it runs as a system user
+    # that cannot enter /root (mode 700). Its data must then live outside the
+    # home directory, in the conventional place for service state.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/rasd")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "rasd"
+
+
+class Settings(BaseSettings):
+    """Everything rasd can be told, with the environment variable for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="RASD_", extra="ignore")
+
+    # --- naming -----------------------------------------------------------
+    namespace: str = Field(
+        "rasd",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Prefix of every topic, consumer group and index name.",
+    )
+
+    # --- services the pipeline talks to -------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; default: the local stack's port."
+    )
+    es_url: str | None = Field(None, description="Elasticsearch URL; default: the local stack.")
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+
+    # --- local stack (``rasd stack``) -----------------------------------------
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Downloads and builds for the local stack (kept between runs).",
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Data, logs and pid files of the local stack.",
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    es_port: int = Field(9200, ge=1, le=65535)
+    es_transport_port: int = Field(9300, ge=1, le=65535)
+    kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    es_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    java_home: Path | None = Field(
+        None, description="JDK (>= 21) for Elasticsearch and the plugin build; default: found."
+    )
+    es_user: str = Field("rasd-es", description="System user that runs Elasticsearch as root.")
+    startup_timeout: float = Field(180.0, gt=0, description="Seconds to wait for readiness.")
+
+    # --- pipeline -------------------------------------------------------------
+    config_dir: Path = Field(PROJECT_CONFIG_DIR, description="Directory of rasd's config files.")
+    allow_private_networks: bool = Field(
+        False, description="Let fetches reach loopback and private addresses (tests, demo)."
+    )
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def elasticsearch_url(self) -> str:
+        return self.es_url or f"http://127.0.0.1:{self.es_port}"
+
+    @property
+    def index_template_file(self) -> Path:
+        return self.config_dir / "elasticsearch" / "articles-template.json"
