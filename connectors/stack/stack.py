@@ -1,0 +1,115 @@
+"""``rasd stack``: provision, start, inspect and stop the local Kafka and Elasticsearch.
+
+``up`` provisions into the cache (Maven downloads, the plugin build) only what
+is missing, then starts each service that is not already running and waits
+until a Kafka metadata call succeeds and ``/_cluster/health`` is yellow or green.
+It is idempotent. ``down`` stops both and checks that no process is left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.settings import Settings
+
+from . import process, provision
+from .errors import StackError
+from .jdk import find_jdks, pick
+from .provision import Progress
+from .services import ElasticsearchService, Health, KafkaService
+from .versions import KAFKA_MIN_JAVA
+
+
+@dataclass
+class UpReport:
+    """What ``up`` did, with timings, for the caller to print."""
+
+    started: list[str]
+    already_running: list[str]
+    seconds: float
+
+
+class LocalStack:
+    """The local stack as a whole: one Kafka, one Elasticsearch."""
+
+    def __init__(self, settings: Settings, plugin_compiler: str = "auto") -> None:
+        self.settings = settings
+        self.kafka = KafkaService(settings)
+        self.elasticsearch = ElasticsearchService(settings)
+        self.plugin_compiler = plugin_compiler
+
+    @property
+    def services(self) -> list[KafkaService | ElasticsearchService]:
+        return [self.kafka, self.elasticsearch]
+
+    def service(self, name: str) -> KafkaService | ElasticsearchService:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise StackError(f"unknown service {name!r}; choose kafka or elasticsearch")
+
+    def provision(self, progress: Progress) -> tuple[Path, Path]:
+        """Make sure the Kafka jars and the Elasticsearch home (with plugin) are cached."""
+        cache = self.settings.cache_dir
+        cache.mkdir(parents=True, exist_ok=True)
+        libs = provision.kafka_libs(cache, progress)
+        es_home = provision.elasticsearch_home(cache, progress)
+        provision.install_plugin(es_home, cache, self.settings.java_home, progress,
+                                 self.plugin_compiler)
+        return libs, es_home
+
+    def _check_ports(self, svc: KafkaService | ElasticsearchService) -> None:
+        for port in svc.ports:
+            owner = process.port_owner(port)
+            if owner is not None:
+                raise StackError(
+                    f"cannot start {svc.name}: port {port} on 127.0.0.1 is already in use "
+                    f"by {owner}"
+                )
+
+    def up(self, progress: Progress) -> UpReport:
+        begin = time.monotonic()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        libs, es_home = self.provision(progress)
+        es_jdk = provision.java_for_elasticsearch(self.settings.cache_dir, self.settings.java_home)
+        kafka_jdk = pick(find_jdks(self.settings.java_home), KAFKA_MIN_JAVA) or es_jdk
+
+        started: list[str] = []
+        running: list[str] = []
+        launched = []
+        # Start both before waiting on either: the two JVMs boot in parallel.
+        for svc in self.services:
+            if svc.pid() is not None:
+                running.append(svc.name)
+                launched.append((svc, None))
+                continue
+            self._check_ports(svc)
+            progress(f"starting {svc.name}")
+            if isinstance(svc, KafkaService):
+                proc = svc.start(kafka_jdk, libs)
+            else:
+                proc = svc.start(es_jdk, es_home)
+            started.append(svc.name)
+            launched.append((svc, proc))
+        for svc, proc in launched:
+            progress(f"waiting for {svc.name} on port {svc.port}")
+            process.wait_until(svc.ready, proc, self.settings.startup_timeout, svc.name,
+                               svc.log_files)
+        return UpReport(started, running, time.monotonic() - begin)
+
+    def down(self) -> list[str]:
+        """Stop both services; return the names of those that were running."""
+        stopped = []
+        for svc in reversed(self.services):
+            pid = svc.pid()
+            if pid is not None:
+                process.stop(pid)
+                stopped.append(svc.name)
+            svc.files.pidfile.unlink(missing_ok=True)
+            process.sweep(str(svc.dir))
+        return stopped
+
+    def status(self) -> list[Health]:
+        return [svc.health() for svc in self.services]
