@@ -19,7 +19,8 @@ from pipeline.errors import RasdError
 from pipeline.settings import Settings
 
 console = Console(stderr=True)
-out = Console()
+# Tables stay readable when piped (CI logs, `| less`), where rich would assume 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 app = typer.Typer(
     name="rasd",

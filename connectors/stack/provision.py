@@ -209,9 +209,12 @@ def install_plugin(
     if compiler == "javac" or (compiler == "auto" and with_javac is not None):
         if with_javac is None or with_javac.javac is None:
             raise StackError(f"no JDK >= {ES_MIN_JAVA} with javac was found")
-        command = [str(with_javac.javac)]
+        command = [str(with_javac.javac), "--release", str(ES_MIN_JAVA)]
     else:
-        command = _ecj_command(cache_dir, java_for_elasticsearch(cache_dir, java_home), progress)
+        # ecj's --release needs the JDK's ct.sym, which a bare runtime lacks; -21 compiles
+        # against the running runtime's own modules, which are Java >= 21 already.
+        runtime = java_for_elasticsearch(cache_dir, java_home)
+        command = [*_ecj_command(cache_dir, runtime, progress), f"-{ES_MIN_JAVA}"]
 
     build = cache_dir / "build" / "plugin"
     if build.exists():
@@ -221,9 +224,9 @@ def install_plugin(
     sources = [str(p) for p in sorted(PLUGIN_SOURCE_DIR.rglob("*.java"))]
     # An explicit list, not lib/*: the Eclipse compiler does not expand wildcards.
     classpath = os.pathsep.join(str(p) for p in sorted((es_home / "lib").glob("*.jar")))
-    progress(f"Analysis plugin: compiling {len(sources)} source file(s) with {Path(command[-1]).name}")
+    progress(f"Analysis plugin: compiling {len(sources)} Java file(s)")
     proc = subprocess.run(
-        [*command, "--release", str(ES_MIN_JAVA), "-nowarn", "-encoding", "UTF-8",
+        [*command, "-nowarn", "-encoding", "UTF-8",
          "-cp", classpath, "-d", str(classes), *sources],
         capture_output=True, text=True, check=False,
     )
