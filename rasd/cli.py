@@ -29,8 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-stack_app = typer.Typer(help="The local Kafka and Elasticsearch (no Docker needed).",
-                        no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The local Kafka and Elasticsearch (no Docker needed).", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
 
 
@@ -48,23 +49,46 @@ def fail(exc: RasdError) -> None:
     raise typer.Exit(1)
 
 
-KafkaPort = Annotated[int | None, typer.Option(envvar="RASD_KAFKA_PORT", show_envvar=True,
-                                               help="Kafka port on 127.0.0.1 [default: 9092]")]
-EsPort = Annotated[int | None, typer.Option(envvar="RASD_ES_PORT", show_envvar=True,
-                                            help="Elasticsearch port [default: 9200]")]
-StateDir = Annotated[Path | None, typer.Option(envvar="RASD_STATE_DIR", show_envvar=True,
-                                               help="Data, logs and pid files of the stack.")]
-CacheDir = Annotated[Path | None, typer.Option(envvar="RASD_CACHE_DIR", show_envvar=True,
-                                               help="Downloads and builds, kept between runs "
-                                               "[default: ~/.cache/rasd]")]
+KafkaPort = Annotated[
+    int | None,
+    typer.Option(
+        envvar="RASD_KAFKA_PORT", show_envvar=True, help="Kafka port on 127.0.0.1 [default: 9092]"
+    ),
+]
+EsPort = Annotated[
+    int | None,
+    typer.Option(
+        envvar="RASD_ES_PORT", show_envvar=True, help="Elasticsearch port [default: 9200]"
+    ),
+]
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="RASD_STATE_DIR", show_envvar=True, help="Data, logs and pid files of the stack."
+    ),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="RASD_CACHE_DIR",
+        show_envvar=True,
+        help="Downloads and builds, kept between runs [default: ~/.cache/rasd]",
+    ),
+]
 
 
-def _stack(kafka_port: int | None, es_port: int | None, state_dir: Path | None,
-           cache_dir: Path | None, plugin_compiler: str = "auto") -> Any:
+def _stack(
+    kafka_port: int | None,
+    es_port: int | None,
+    state_dir: Path | None,
+    cache_dir: Path | None,
+    plugin_compiler: str = "auto",
+) -> Any:
     from connectors.stack import LocalStack
 
-    settings = settings_from(kafka_port=kafka_port, es_port=es_port, state_dir=state_dir,
-                             cache_dir=cache_dir)
+    settings = settings_from(
+        kafka_port=kafka_port, es_port=es_port, state_dir=state_dir, cache_dir=cache_dir
+    )
     return LocalStack(settings, plugin_compiler=plugin_compiler)
 
 
@@ -74,9 +98,14 @@ def stack_up(
     es_port: EsPort = None,
     state_dir: StateDir = None,
     cache_dir: CacheDir = None,
-    plugin_compiler: Annotated[str, typer.Option(
-        envvar="RASD_PLUGIN_COMPILER", show_envvar=True,
-        help="auto, javac or ecj: what compiles the Elasticsearch analysis plugin.")] = "auto",
+    plugin_compiler: Annotated[
+        str,
+        typer.Option(
+            envvar="RASD_PLUGIN_COMPILER",
+            show_envvar=True,
+            help="auto, javac or ecj: what compiles the Elasticsearch analysis plugin.",
+        ),
+    ] = "auto",
 ) -> None:
     """Provision (once) and start Kafka and Elasticsearch; wait until both are ready."""
     from connectors.stack import StackError
@@ -109,15 +138,23 @@ def _print_status(health: list[Any]) -> bool:
     table = Table("service", "port", "pid", "version", "health", "rss / peak", "detail")
     for h in health:
         mem = f"{h.rss / 2**20:.0f} / {h.peak_rss / 2**20:.0f} MiB" if h.pid else "-"
-        table.add_row(h.name, str(h.port), str(h.pid or "-"), h.version,
-                      "[green]healthy[/]" if h.healthy else "[red]down[/]", mem, h.detail)
+        table.add_row(
+            h.name,
+            str(h.port),
+            str(h.pid or "-"),
+            h.version,
+            "[green]healthy[/]" if h.healthy else "[red]down[/]",
+            mem,
+            h.detail,
+        )
     out.print(table)
     return all(h.healthy for h in health)
 
 
 @stack_app.command("status")
-def stack_status(kafka_port: KafkaPort = None, es_port: EsPort = None,
-                 state_dir: StateDir = None) -> None:
+def stack_status(
+    kafka_port: KafkaPort = None, es_port: EsPort = None, state_dir: StateDir = None
+) -> None:
     """Each service with its port, pid, version, health and memory. Exit 1 if any is down."""
     stack = _stack(kafka_port, es_port, state_dir, None)
     if not _print_status(stack.status()):
@@ -126,11 +163,13 @@ def stack_status(kafka_port: KafkaPort = None, es_port: EsPort = None,
 
 @stack_app.command("logs")
 def stack_logs(
-    service: Annotated[str | None, typer.Argument(help="kafka or elasticsearch (default: both)")]
-    = None,
+    service: Annotated[
+        str | None, typer.Argument(help="kafka or elasticsearch (default: both)")
+    ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines of each log.")] = 40,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
-    = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Print the end of each service's log."""

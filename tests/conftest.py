@@ -28,8 +28,10 @@ def es(settings: Settings) -> Iterator[object]:
     try:
         health = client.cluster.health(wait_for_status="yellow", timeout="30s")
     except Exception as exc:  # any failure here means: no usable server
-        pytest.fail(f"Elasticsearch is not reachable at {settings.elasticsearch_url} "
-                    f"({exc}); start it with `rasd stack up`")
+        pytest.fail(
+            f"Elasticsearch is not reachable at {settings.elasticsearch_url} "
+            f"({exc}); start it with `rasd stack up`"
+        )
     assert health["status"] in ("yellow", "green")
     yield client
     client.close()
@@ -41,13 +43,14 @@ def kafka_bootstrap(settings: Settings) -> str:
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers,
-                                 request_timeout_ms=10000)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=10000)
         admin.describe_cluster()
         admin.close()
     except (KafkaError, OSError) as exc:
-        pytest.fail(f"Kafka is not reachable at {settings.kafka_servers} ({exc}); "
-                    "start it with `rasd stack up`")
+        pytest.fail(
+            f"Kafka is not reachable at {settings.kafka_servers} ({exc}); "
+            "start it with `rasd stack up`"
+        )
     return settings.kafka_servers
 
 
@@ -68,5 +71,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         names = ", ".join(getattr(r, "nodeid", "?") for r in skipped)
         reporter.write_line(
-            f"error: {len(skipped)} test(s) skipped, which this run forbids: {names}", red=True)
+            f"error: {len(skipped)} test(s) skipped, which this run forbids: {names}", red=True
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

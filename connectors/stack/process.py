@@ -185,8 +185,9 @@ def wait_until(
         if ready():
             return
         if proc is not None and proc.poll() is not None:
-            raise StackError(f"{what} exited during startup (exit code {proc.returncode})",
-                             tails(logs))
+            raise StackError(
+                f"{what} exited during startup (exit code {proc.returncode})", tails(logs)
+            )
         time.sleep(0.5)
     raise StackError(f"{what} was not ready after {timeout:.0f}s", tails(logs))
 

@@ -226,9 +226,10 @@ def install_plugin(
     classpath = os.pathsep.join(str(p) for p in sorted((es_home / "lib").glob("*.jar")))
     progress(f"Analysis plugin: compiling {len(sources)} Java file(s)")
     proc = subprocess.run(
-        [*command, "-nowarn", "-encoding", "UTF-8",
-         "-cp", classpath, "-d", str(classes), *sources],
-        capture_output=True, text=True, check=False,
+        [*command, "-nowarn", "-encoding", "UTF-8", "-cp", classpath, "-d", str(classes), *sources],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise StackError("the analysis plugin did not compile", (proc.stdout + proc.stderr)[-3000:])

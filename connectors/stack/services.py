@@ -126,13 +126,25 @@ class KafkaService:
         return path
 
     def _java(self, jdk: Jdk, libs: Path, main: str, *args: str, heap: bool = False) -> list[str]:
-        opts = [f"-Xms{self.settings.kafka_heap}", f"-Xmx{self.settings.kafka_heap}",
-                "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"] if heap else ["-Xmx256m"]
+        opts = (
+            [
+                f"-Xms{self.settings.kafka_heap}",
+                f"-Xmx{self.settings.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+            ]
+            if heap
+            else ["-Xmx256m"]
+        )
         return [
-            str(jdk.java), *opts,
+            str(jdk.java),
+            *opts,
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.logs}",
-            "-cp", str(libs / "*"), main, *args,
+            "-cp",
+            str(libs / "*"),
+            main,
+            *args,
         ]
 
     def start(self, jdk: Jdk, libs: Path) -> subprocess.Popen[bytes]:
@@ -143,19 +155,34 @@ class KafkaService:
             cluster_file = self.dir / "cluster-id"
             if not cluster_file.is_file():
                 # Kafka's own Uuid format: 16 random bytes, URL-safe base64, no padding.
-                cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes)
-                                        .rstrip(b"=").decode())
+                cluster_file.write_text(
+                    base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+                )
             fmt = subprocess.run(
-                self._java(jdk, libs, "kafka.tools.StorageTool", "format", "-g",
-                           "-t", cluster_file.read_text().strip(), "-c", str(config)),
-                capture_output=True, text=True, check=False,
+                self._java(
+                    jdk,
+                    libs,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-g",
+                    "-t",
+                    cluster_file.read_text().strip(),
+                    "-c",
+                    str(config),
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
-                raise StackError("formatting Kafka's storage failed",
-                                 (fmt.stdout + fmt.stderr)[-3000:])
+                raise StackError(
+                    "formatting Kafka's storage failed", (fmt.stdout + fmt.stderr)[-3000:]
+                )
         return process.spawn(
             self._java(jdk, libs, "kafka.Kafka", str(config), heap=True),
-            self.files, os.environ, self.dir,
+            self.files,
+            os.environ,
+            self.dir,
         )
 
     def ready(self) -> bool:
@@ -193,8 +220,10 @@ class KafkaService:
             detail = "not running" if pid is None else "not answering metadata requests"
             return Health(self.name, self.port, pid, KAFKA_VERSION, False, detail, rss, peak)
         brokers = meta.get("brokers") or []
-        detail = f"KRaft, {len(brokers) if isinstance(brokers, list) else '?'} broker(s), " \
-                 f"cluster {meta.get('cluster_id')}"
+        detail = (
+            f"KRaft, {len(brokers) if isinstance(brokers, list) else '?'} broker(s), "
+            f"cluster {meta.get('cluster_id')}"
+        )
         return Health(self.name, self.port, pid, KAFKA_VERSION, True, detail, rss, peak)
 
 
@@ -212,6 +241,7 @@ def _others_can_read(path: Path) -> bool:
 
 def _link_tree(source: Path, dest: Path) -> None:
     """Copy a tree as hard links where possible (cheap), falling back to copies."""
+
     def link_or_copy(src: str, dst: str) -> None:
         try:
             os.link(src, dst)
@@ -234,8 +264,7 @@ class ElasticsearchService:
         self.data = self.dir / "data"
         self.logs = self.dir / "logs"
         self.tmp = self.dir / "tmp"
-        self.files = process.ProcessFiles(self.dir / "elasticsearch.pid",
-                                          self.logs / "console.log")
+        self.files = process.ProcessFiles(self.dir / "elasticsearch.pid", self.logs / "console.log")
         self.port = settings.es_port
 
     @property
@@ -262,9 +291,18 @@ class ElasticsearchService:
             pwd.getpwnam(user)
         except KeyError:
             created = subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--user-group",
-                 "--shell", "/usr/sbin/nologin", user],
-                capture_output=True, text=True, check=False,
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    user,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if created.returncode != 0:
                 raise StackError(
@@ -340,13 +378,23 @@ class ElasticsearchService:
     def start(self, jdk: Jdk, dist_home: Path) -> subprocess.Popen[bytes]:
         run_jdk = self._stage(dist_home, jdk)
         env = {
-            k: v for k, v in os.environ.items()
+            k: v
+            for k, v in os.environ.items()
             if k not in ("JAVA_HOME", "JAVA_TOOL_OPTIONS", "JAVA_OPTS", "ES_JAVA_OPTS")
         }
-        env.update(ES_JAVA_HOME=str(run_jdk.home), ES_PATH_CONF=str(self.conf),
-                   ES_TMPDIR=str(self.tmp), HOME=str(self.dir))
-        return process.spawn([str(self.home / "bin" / "elasticsearch")], self.files, env,
-                             self.dir, user=self._run_user())
+        env.update(
+            ES_JAVA_HOME=str(run_jdk.home),
+            ES_PATH_CONF=str(self.conf),
+            ES_TMPDIR=str(self.tmp),
+            HOME=str(self.dir),
+        )
+        return process.spawn(
+            [str(self.home / "bin" / "elasticsearch")],
+            self.files,
+            env,
+            self.dir,
+            user=self._run_user(),
+        )
 
     def _get(self, path: str) -> dict[str, object] | None:
         try:
@@ -378,5 +426,6 @@ class ElasticsearchService:
             plugins = [p["name"] for p in node.get("plugins", [])]
         status = str(cluster.get("status"))
         detail = f"cluster {status}, plugins: {', '.join(plugins) or 'none'}"
-        return Health(self.name, self.port, pid, version, status in ("yellow", "green"),
-                      detail, rss, peak)
+        return Health(
+            self.name, self.port, pid, version, status in ("yellow", "green"), detail, rss, peak
+        )

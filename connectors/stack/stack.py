@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import Popen
 
 from pipeline.settings import Settings
 
@@ -56,8 +57,9 @@ class LocalStack:
         cache.mkdir(parents=True, exist_ok=True)
         libs = provision.kafka_libs(cache, progress)
         es_home = provision.elasticsearch_home(cache, progress)
-        provision.install_plugin(es_home, cache, self.settings.java_home, progress,
-                                 self.plugin_compiler)
+        provision.install_plugin(
+            es_home, cache, self.settings.java_home, progress, self.plugin_compiler
+        )
         return libs, es_home
 
     def _check_ports(self, svc: KafkaService | ElasticsearchService) -> None:
@@ -78,25 +80,31 @@ class LocalStack:
 
         started: list[str] = []
         running: list[str] = []
-        launched = []
+        launched: list[tuple[KafkaService | ElasticsearchService, Popen[bytes] | None]] = []
         # Start both before waiting on either: the two JVMs boot in parallel.
+        to_start = []
         for svc in self.services:
             if svc.pid() is not None:
                 running.append(svc.name)
                 launched.append((svc, None))
-                continue
+            else:
+                to_start.append(svc)
+        # Check every port before starting anything, so a clash leaves nothing half-up.
+        for svc in to_start:
             self._check_ports(svc)
+        for svc in to_start:
             progress(f"starting {svc.name}")
             if isinstance(svc, KafkaService):
-                proc = svc.start(kafka_jdk, libs)
+                child = svc.start(kafka_jdk, libs)
             else:
-                proc = svc.start(es_jdk, es_home)
+                child = svc.start(es_jdk, es_home)
             started.append(svc.name)
-            launched.append((svc, proc))
+            launched.append((svc, child))
         for svc, proc in launched:
             progress(f"waiting for {svc.name} on port {svc.port}")
-            process.wait_until(svc.ready, proc, self.settings.startup_timeout, svc.name,
-                               svc.log_files)
+            process.wait_until(
+                svc.ready, proc, self.settings.startup_timeout, svc.name, svc.log_files
+            )
         return UpReport(started, running, time.monotonic() - begin)
 
     def down(self) -> list[str]:

