@@ -1,0 +1,192 @@
+"""The one Arabic canonical form of rasd, and the tokenizer that goes with it.
+
+Dedupe keys, alert matching and (mirrored as far as Elasticsearch allows, see
+:func:`es_mapping_rules`) the index analyzer all call :func:`normalize`, so a
+word that differs only by tashkeel, tatweel, presentation forms, zero-width
+characters, hamza-on-alef spelling, Persian-keyboard yeh/kaf or digit script has
+one spelling everywhere. The steps, in order: NFKC (folds presentation forms and
+composes a decomposed alef + U+0653/U+0654/U+0655 into آ/أ/إ, waw + U+0654 into
+ؤ, yeh + U+0654 into ئ); delete every combining mark (Unicode category Mn:
+harakat, shadda, sukun, superscript alef U+0670, stray hamza U+0654/U+0655,
+Quranic marks), tatweel and zero-width / bidi control characters; fold أ إ آ ٱ
+to ا, ى ی ے to ي, ک to ك, ۀ ہ ھ to ه, ۃ to ة; map Arabic-Indic (٠-٩) and
+Extended Arabic-Indic (۰-۹) digits to ASCII; lowercase. ؤ and ئ are kept as
+they are: Lucene's ``arabic_normalization`` keeps them too, and folding them to
+و/ي would merge distinct words in both the index and the alerts. ة→ه is lossy
+(it merges e.g. قيصرة with قيصره), so it is an option, ``fold_teh_marbuta``,
+and each use picks: **alert matching folds both sides** (rule terms and article
+tokens, so a rule catches either spelling, which is how many writers type it),
+**dedupe keys fold** (the same wire copy retyped with ه must hash the same), and
+the stored ``normalized_title`` / ``normalized_body`` do **not** fold, so they
+stay readable; the index analyzer folds ة itself (``arabic_normalization``).
+:func:`tokenize` splits on anything that is not a letter, digit or mark (so
+Arabic ، ؛ ؟ « » and Latin punctuation are boundaries) and keeps each token's
+character span in the *original* text, which is what alerts report.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "IGNORABLE_CHARS",
+    "Token",
+    "es_mapping_rules",
+    "normalize",
+    "tokenize",
+]
+
+TATWEEL: Final = "\u0640"
+
+#: Zero-width and bidi formatting characters: deleted, and never a token boundary,
+#: because editors and CMSs insert them inside words (ZWNJ on Persian keyboards,
+#: RLM/LRM around Latin names, BOMs from copy-paste).
+IGNORABLE_CHARS: Final = (
+    "\u00ad"  # soft hyphen
+    "\u061c"  # Arabic letter mark
+    "\u200b\u200c\u200d\u200e\u200f"  # ZWSP, ZWNJ, ZWJ, LRM, RLM
+    "\u202a\u202b\u202c\u202d\u202e"  # bidi embeddings and overrides
+    "\u2060"  # word joiner
+    "\u2066\u2067\u2068\u2069"  # bidi isolates
+    "\ufeff"  # BOM / zero-width no-break space
+)
+
+#: Letter folds applied after NFKC. Kept as data so that the ES analyzer's
+#: mapping char filter can be generated from the same table.
+_LETTER_FOLDS: Final[dict[str, str]] = {
+    "\u0623": "\u0627",  # أ → ا
+    "\u0625": "\u0627",  # إ → ا
+    "\u0622": "\u0627",  # آ → ا
+    "\u0671": "\u0627",  # ٱ (alef wasla) → ا
+    "\u0672": "\u0627",  # ٲ (alef with wavy hamza above) → ا
+    "\u0673": "\u0627",  # ٳ (alef with wavy hamza below) → ا
+    "\u0649": "\u064a",  # ى (alef maksura) → ي
+    "\u06cc": "\u064a",  # ی (Farsi yeh) → ي
+    "\u06d2": "\u064a",  # ے (yeh barree, Urdu keyboards) → ي
+    "\u06a9": "\u0643",  # ک (keheh) → ك
+    "\u06c0": "\u0647",  # ۀ (heh with yeh above) → ه
+    "\u06c1": "\u0647",  # ہ (heh goal) → ه
+    "\u06be": "\u0647",  # ھ (heh doachashmee) → ه
+    "\u06c3": "\u0629",  # ۃ (teh marbuta goal) → ة
+}
+
+_DIGIT_FOLDS: Final[dict[str, str]] = {
+    **{chr(0x0660 + i): str(i) for i in range(10)},  # ٠-٩
+    **{chr(0x06F0 + i): str(i) for i in range(10)},  # ۰-۹
+}
+
+
+def _combining_marks() -> list[int]:
+    # Planes 0 and 1 hold every Mn mark that occurs in text; plane 14 holds the
+    # variation selectors supplement. Scanning only these keeps import fast.
+    ranges = (range(0x0300, 0x20000), range(0xE0100, 0xE01F0))
+    return [cp for r in ranges for cp in r if unicodedata.category(chr(cp)) == "Mn"]
+
+
+_MARKS: Final = _combining_marks()
+
+_BASE_TABLE: Final[dict[int, str | None]] = {
+    **{cp: None for cp in _MARKS},
+    **{ord(c): None for c in IGNORABLE_CHARS + TATWEEL},
+    **{ord(k): v for k, v in _LETTER_FOLDS.items()},
+    **{ord(k): v for k, v in _DIGIT_FOLDS.items()},
+}
+_TEH_TABLE: Final[dict[int, str | None]] = {
+    **_BASE_TABLE,
+    0x0629: "\u0647",  # ة → ه
+    0x06C3: "\u0647",  # ۃ → ه
+}
+
+
+def normalize(text: str, *, fold_teh_marbuta: bool = False) -> str:
+    """Return the canonical form of ``text`` (see the module docstring).
+
+    Whitespace and punctuation are kept; only letters, digits and marks change.
+    The result may be shorter than the input, so spans must come from
+    :func:`tokenize`, never from offsets into the normalized string.
+    """
+    if not text:
+        return ""
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    text = text.translate(_TEH_TABLE if fold_teh_marbuta else _BASE_TABLE)
+    return text.lower()
+
+
+def _char_class(code_points: list[int]) -> str:
+    """A regex character class body covering ``code_points`` as compact ranges."""
+    parts: list[str] = []
+    cps = sorted(set(code_points))
+    i = 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        lo, hi = cps[i], cps[j]
+        parts.append(
+            re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+        )
+        i = j + 1
+    return "".join(parts)
+
+
+# A token is a run of letters/digits (``[^\W_]``), combining marks, tatweel and
+# ignorable characters. Marks are not ``\w`` in Python's ``re``, so without them
+# every haraka would split a word. Underscore counts as punctuation.
+_GLUE: Final = _char_class(_MARKS + [ord(c) for c in IGNORABLE_CHARS + TATWEEL])
+_TOKEN_RE: Final = re.compile(rf"(?:[^\W_]|[{_GLUE}])+")
+_EDGE_IGNORABLES: Final = IGNORABLE_CHARS + TATWEEL
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word: its canonical form and where it sits in the original text."""
+
+    norm: str
+    """Canonical form (:func:`normalize` of the surface)."""
+    surface: str
+    """The text exactly as written, ``original[start:end]``."""
+    start: int
+    end: int
+
+
+def tokenize(text: str, *, fold_teh_marbuta: bool = False) -> list[Token]:
+    """Split ``text`` into word tokens with spans into ``text`` itself.
+
+    Boundaries are whitespace and every punctuation or symbol character,
+    Arabic (، ؛ ؟ « » ٪) or Latin (quotes, brackets, hyphens, apostrophes).
+    Zero-width characters and tatweel inside a word do not split it; at the
+    edges of a word they are left out of its span. Runs that normalize to
+    nothing (a stray haraka) are dropped.
+    """
+    tokens: list[Token] = []
+    for m in _TOKEN_RE.finditer(text):
+        start, end = m.span()
+        # Trim ignorable edges so that the reported surface is the visible word.
+        while start < end and text[start] in _EDGE_IGNORABLES:
+            start += 1
+        while end > start and text[end - 1] in _EDGE_IGNORABLES:
+            end -= 1
+        surface = text[start:end]
+        norm = normalize(surface, fold_teh_marbuta=fold_teh_marbuta)
+        if norm:
+            tokens.append(Token(norm, surface, start, end))
+    return tokens
+
+
+def es_mapping_rules() -> list[str]:
+    """Rules for an Elasticsearch ``mapping`` char filter mirroring the letter folds.
+
+    The index analyzer runs ``icu_normalizer``/NFKC-like steps and
+    ``arabic_normalization`` where available; these lines add the folds that
+    Lucene lacks (ٱ, ی, ک, ے, ہ, ھ, Arabic-Indic digits). Escapes follow the
+    mapping filter's ``\\uXXXX`` syntax.
+    """
+
+    def esc(c: str) -> str:
+        return c if c.isascii() else f"\\u{ord(c):04X}"
+
+    return [f"{esc(k)} => {esc(v)}" for k, v in {**_LETTER_FOLDS, **_DIGIT_FOLDS}.items()]
