@@ -33,7 +33,15 @@ from pipeline.arabic import IGNORABLE_CHARS, Token, tokenize
 from pipeline.configfile import entry_error, format_validation_error, read_yaml_list
 from pipeline.models import Article, Match
 
-__all__ = ["PROCLITICS", "Rule", "RuleHit", "RuleMatcher", "load_rules", "term_words"]
+__all__ = [
+    "PROCLITICS",
+    "Rule",
+    "RuleHit",
+    "RuleMatcher",
+    "clitic_spellings",
+    "load_rules",
+    "term_words",
+]
 
 _ARTICLE: Final = "ال"
 _CONJUNCTIONS: Final = ("", "و", "ف")
@@ -120,7 +128,8 @@ class _Occurrence:
 _PHRASE_GAP: Final = re.compile(rf"[\s{re.escape(IGNORABLE_CHARS)}]*")
 
 
-def _first_word_spellings(word: str) -> set[str]:
+def clitic_spellings(word: str) -> set[str]:
+    """Every spelling of canonical ``word`` with an allowed proclitic chain before it."""
     if word.startswith(_ARTICLE) and len(word) > len(_ARTICLE) + 1:
         bare = word[len(_ARTICLE) :]
         # The term has its own article: allow the chains that end in ال
@@ -151,7 +160,7 @@ class RuleMatcher:
                 for term in terms:
                     words = self._words_of.setdefault(term, term_words(term))
                     if words not in self._users:
-                        for spelling in _first_word_spellings(words[0]):
+                        for spelling in clitic_spellings(words[0]):
                             self._by_first[spelling].append(words)
                     self._users[words].append((idx, role, term))
 

@@ -76,9 +76,22 @@ class Settings(BaseSettings):
 
     # --- pipeline -------------------------------------------------------------
     config_dir: Path = Field(PROJECT_CONFIG_DIR, description="Directory of rasd's config files.")
+    feeds_file: Path | None = Field(None, description="Feed catalogue; default config/feeds.yaml.")
+    rules_file: Path | None = Field(None, description="Watch rules; default config/rules.yaml.")
     allow_private_networks: bool = Field(
         False, description="Let fetches reach loopback and private addresses (tests, demo)."
     )
+    partitions: int = Field(6, ge=1, le=1000, description="Partitions of each pipeline topic.")
+    poll_interval: int = Field(
+        300, ge=10, description="Seconds between polls of a feed that sets no interval."
+    )
+    contact_url: str = Field(
+        "", description="Where outlets can reach the operator; sent in the User-Agent."
+    )
+    drain_timeout: float = Field(
+        600.0, gt=0, description="`rasd run --once`: seconds to wait for the pipeline to drain."
+    )
+    log_level: str = Field("INFO", description="Logging level of rasd's own loggers.")
 
     @property
     def kafka_servers(self) -> str:
@@ -91,3 +104,16 @@ class Settings(BaseSettings):
     @property
     def index_template_file(self) -> Path:
         return self.config_dir / "elasticsearch" / "articles-template.json"
+
+    @property
+    def user_agent(self) -> str:
+        contact = f"; +{self.contact_url}" if self.contact_url else ""
+        return f"rasd/0.1 (Arabic news monitoring{contact})"
+
+    @property
+    def feeds_path(self) -> Path:
+        return self.feeds_file or self.config_dir / "feeds.yaml"
+
+    @property
+    def rules_path(self) -> Path:
+        return self.rules_file or self.config_dir / "rules.yaml"

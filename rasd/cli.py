@@ -205,5 +205,252 @@ def stack_logs(
             pass
 
 
+# --- the pipeline ---------------------------------------------------------------------
+
+Namespace = Annotated[str | None, typer.Option(
+    envvar="RASD_NAMESPACE", show_envvar=True,
+    help="Prefix of every topic, group and index [default: rasd]")]
+FeedsFile = Annotated[Path | None, typer.Option(
+    "--feeds", envvar="RASD_FEEDS_FILE", show_envvar=True,
+    help="Feed catalogue [default: config/feeds.yaml]")]
+RulesFile = Annotated[Path | None, typer.Option(
+    "--rules", envvar="RASD_RULES_FILE", show_envvar=True,
+    help="Watch rules [default: config/rules.yaml]")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _logging(settings: Settings) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.WARNING, format="%(name)s: %(message)s", datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+    )
+    for name in ("rasd", "connectors", "pipeline"):
+        logging.getLogger(name).setLevel(settings.log_level.upper())
+
+
+def _pipeline(settings: Settings) -> Any:
+    from rasd.app import Pipeline
+
+    try:
+        return Pipeline(settings)
+    except RasdError as exc:
+        fail(exc)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    import json
+
+    data = summary.as_dict()
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("", "count", title="rasd run --once")
+    for key, value in data.items():
+        table.add_row(key.replace("_", " "), str(value))
+    out.print(table)
+    for poll in summary.polls:
+        if not poll.ok:
+            out.print(f"[red]feed failed[/] {poll.feed.url}: {poll.error}", highlight=False)
+
+
+@app.command("run")
+def run(
+    once: Annotated[bool, typer.Option(
+        "--once", help="Poll every feed once, drain the pipeline, print a summary, exit.")]
+    = False,
+    feeds: FeedsFile = None,
+    rules: RulesFile = None,
+    namespace: Namespace = None,
+    as_json: AsJson = False,
+) -> None:
+    """The scheduler and every stage worker, against the configured Kafka and Elasticsearch."""
+    import signal
+
+    settings = settings_from(feeds_file=feeds, rules_file=rules, namespace=namespace)
+    _logging(settings)
+    pipeline = _pipeline(settings)
+
+    def on_signal(signum: int, frame: object) -> None:
+        console.print(f"signal {signum}: finishing the current batches, then stopping")
+        pipeline.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if once:
+            with console.status("rasd run --once") as status:
+                summary = pipeline.run_once(lambda line: status.update(line))
+            _print_summary(summary, as_json)
+            if not summary.drained:
+                console.print("[red]error:[/] the pipeline did not drain within "
+                              f"{settings.drain_timeout:.0f}s (RASD_DRAIN_TIMEOUT)")
+                raise typer.Exit(3)
+        else:
+            pipeline.run_forever()
+    except RasdError as exc:
+        fail(exc)
+
+
+@app.command("worker")
+def worker(
+    stage: Annotated[str, typer.Argument(help="poll, extract, dedupe, enrich, index or alert")],
+    feeds: FeedsFile = None,
+    rules: RulesFile = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run one stage alone (start several to scale out; partitions spread across them)."""
+    import signal
+
+    from rasd.app import STAGES
+
+    if stage not in (*STAGES, "poll"):
+        raise typer.BadParameter(f"choose one of poll, {', '.join(STAGES)}", param_hint="STAGE")
+    settings = settings_from(feeds_file=feeds, rules_file=rules, namespace=namespace)
+    _logging(settings)
+    pipeline = _pipeline(settings)
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
+    try:
+        pipeline.prepare()
+        if stage == "poll":
+            from connectors.poller import FeedScheduler
+
+            scheduler = FeedScheduler(pipeline.poller(), pipeline.feeds, settings.poll_interval)
+            scheduler.start()
+            try:
+                pipeline.stop.wait()
+            except KeyboardInterrupt:
+                pass
+            scheduler.stop()
+        else:
+            try:
+                pipeline.worker(stage).run()
+            except KeyboardInterrupt:
+                pass
+    except RasdError as exc:
+        fail(exc)
+
+
+topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
+index_app = typer.Typer(help="Elasticsearch templates and indices.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(index_app, name="index")
+
+
+@topics_app.command("create")
+def topics_create(namespace: Namespace = None) -> None:
+    """Create the pipeline's topics if they are missing (idempotent)."""
+    from connectors.kafka import Topics, ensure_topics
+
+    settings = settings_from(namespace=namespace)
+    created = ensure_topics(settings.kafka_servers, Topics(settings.namespace),
+                            settings.partitions)
+    console.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@index_app.command("create")
+def index_create(namespace: Namespace = None) -> None:
+    """Put the index templates and create the current indices (idempotent)."""
+    from connectors.elastic import ElasticStore
+
+    settings = settings_from(namespace=namespace)
+    store = ElasticStore(settings.elasticsearch_url, settings.namespace, settings.config_dir,
+                         settings.es_username,
+                         settings.es_password.get_secret_value() if settings.es_password else None)
+    created = store.ensure()
+    console.print(f"created: {', '.join(created)}" if created else
+                  f"templates updated; indices exist behind {store.alias}")
+
+
+@app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(
+        help='Words (ANDed), "a phrase", OR between clauses, -word to exclude.')],
+    stem: Annotated[bool, typer.Option(
+        "--stem", help="Search the stemmed fields (more recall, less precision).")] = False,
+    size: Annotated[int, typer.Option("--size", "-n", help="How many hits.")] = 10,
+    namespace: Namespace = None,
+    as_json: AsJson = False,
+) -> None:
+    """Search the indexed articles. By default as precise as the alerts: قيصر finds
+    وقيصر and «قيصر», not قيصرية."""
+    import json
+
+    from connectors.elastic import ElasticStore
+    from pipeline.search import build_query
+
+    settings = settings_from(namespace=namespace)
+    store = ElasticStore(settings.elasticsearch_url, settings.namespace, settings.config_dir,
+                         settings.es_username,
+                         settings.es_password.get_secret_value() if settings.es_password else None)
+    try:
+        es_query = build_query(query, stem=stem)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="QUERY") from None
+    try:
+        hits = store.search(es_query, size=size)
+    except Exception as exc:  # the client's errors are many; all mean "cannot search"
+        console.print(f"[bold red]error:[/] search failed: {exc}")
+        raise typer.Exit(1) from None
+    for hit in hits:
+        src = hit["_source"]
+        highlight = hit.get("highlight", {})
+        snippet = next((v[0] for k in ("body.exact", "body", "title.exact", "title")
+                        if (v := highlight.get(k))), "")
+        if as_json:
+            print(json.dumps({"id": hit["_id"], "url": src.get("url"), "title": src.get("title"),
+                              "outlet": src.get("outlet"), "published_at": src.get("published_at"),
+                              "cluster_id": src.get("cluster_id"),
+                              "is_duplicate": src.get("is_duplicate"), "snippet": snippet,
+                              "score": hit.get("_score")}, ensure_ascii=False))
+        else:
+            out.print(f"[bold]{src.get('title')}[/]", highlight=False)
+            out.print(f"  {src.get('outlet')} · {src.get('published_at') or '?'} · "
+                      f"{src.get('url')}", highlight=False, markup=False)
+            if snippet:
+                from rich.markup import escape
+
+                marked = escape(snippet).replace("<em>", "[bold yellow]").replace(
+                    "</em>", "[/bold yellow]")
+                out.print(f"  {marked}", highlight=False)
+    if not hits and not as_json:
+        console.print("no matching articles")
+
+
+@app.command("demo")
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then a summary.")] = False,
+    port: Annotated[int, typer.Option(
+        help="Port of the local demo site; keep it fixed, article ids include the URL.")] = 8765,
+    namespace: Annotated[str, typer.Option(
+        envvar="RASD_DEMO_NAMESPACE", show_envvar=True,
+        help="Namespace of the demo's topics and indices.")] = "demo",
+) -> None:
+    """Serve bundled sample feeds and pages locally and run the pipeline on them
+    (no internet needed): watch articles land in Elasticsearch and alerts fire."""
+    from rasd.demo import FixtureSite, default_site_root, write_feeds_file
+
+    site = FixtureSite(default_site_root(), port=port).start()
+    try:
+        base = Settings()
+        feeds_file = write_feeds_file(default_site_root(), site.base_url,
+                                      base.state_dir / "demo-feeds.yaml")
+        console.print(f"demo site on {site.base_url}; feeds in {feeds_file}")
+        args = ["run", "--feeds", str(feeds_file), "--namespace", namespace]
+        if once:
+            args.append("--once")
+        import os
+
+        os.environ["RASD_ALLOW_PRIVATE_NETWORKS"] = "true"
+        app(args, standalone_mode=False)
+        if once:
+            console.print(f'try: rasd search --namespace {namespace} "قيصر"')
+    finally:
+        site.stop()
+
+
 def main() -> None:
     app()

@@ -1,0 +1,372 @@
+"""Kafka adapters: topic names, topic creation, a producer sink, and the stage worker loop.
+
+A stage worker consumes one topic in its own consumer group, hands each batch
+to a pure stage, produces the outputs with ``acks=all``, waits until the broker
+has acknowledged them, and only then commits its offsets. A record the stage
+cannot process (``PermanentError``, or a ``RetriableError`` that outlived its
+retries) goes to the dead-letter topic, with the original key and value and
+headers naming the stage, the reason, the error and the source offset. A sink
+that is down (``RetriableError`` from a batch flush) is retried with backoff
+and never commits past the failed batch. Every outcome is counted in
+:class:`connectors.metrics.Stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from pipeline.errors import PermanentError, RetriableError
+
+from .metrics import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic and consumer-group name, derived from one namespace."""
+
+    namespace: str
+
+    def _t(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    @property
+    def items(self) -> str:
+        return self._t("items")
+
+    @property
+    def articles(self) -> str:
+        return self._t("articles")
+
+    @property
+    def unique(self) -> str:
+        return self._t("unique")
+
+    @property
+    def enriched(self) -> str:
+        return self._t("enriched")
+
+    @property
+    def alerts(self) -> str:
+        return self._t("alerts")
+
+    @property
+    def dlq(self) -> str:
+        return self._t("dlq")
+
+    @property
+    def dedupe_state(self) -> str:
+        return self._t("dedupe-state")
+
+    def group(self, stage: str) -> str:
+        return self._t(stage)
+
+    def pipeline(self) -> list[str]:
+        return [self.items, self.articles, self.unique, self.enriched, self.alerts, self.dlq]
+
+
+def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
+    """Create the pipeline's topics if missing (idempotent); return the ones created."""
+    specs: dict[str, dict[str, Any]] = {
+        name: {"num_partitions": partitions, "replication_factor": -1}
+        for name in topics.pipeline()
+    }
+    # The dedupe state is a changelog: only the latest value per key matters.
+    specs[topics.dedupe_state] = {
+        "num_partitions": partitions,
+        "replication_factor": -1,
+        "configs": {"cleanup.policy": "compact"},
+    }
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = {k: v for k, v in specs.items() if k not in existing}
+        if missing:
+            try:
+                admin.create_topics(missing, wait_for_metadata=True)
+            except TopicAlreadyExistsError:
+                pass  # another process created them between our list and create
+        return sorted(missing)
+    finally:
+        admin.close()
+
+
+class KafkaSink:
+    """A lazily created idempotent producer with ``acks=all``."""
+
+    def __init__(self, bootstrap: str, client_id: str = "rasd") -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def producer(self) -> KafkaProducer:
+        """The raw kafka-python producer (created on first use)."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    client_id=self._client_id,
+                    acks="all",
+                    linger_ms=5,
+                    max_request_size=8 * 1024 * 1024,
+                )
+            return self._producer
+
+    def send(self, topic: str, key: str | bytes | None, value: bytes,
+             headers: Sequence[tuple[str, bytes]] = ()) -> Any:
+        raw_key = key.encode() if isinstance(key, str) else key
+        return self.producer.send(topic, key=raw_key, value=value, headers=list(headers))
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Block until every sent record is acknowledged; RetriableError otherwise."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise RetriableError(f"Kafka did not acknowledge: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=30)
+                self._producer = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record a stage wants produced."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass
+class BatchResult:
+    """What a stage made of a batch: outputs, and the records that failed for good."""
+
+    outputs: list[Output] = field(default_factory=list)
+    failed: list[tuple[Any, PermanentError]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+
+#: A stage's batch function: consumer records in, a BatchResult out. It may raise
+#: RetriableError for the whole batch (a sink that is down); it is then retried.
+BatchHandler = Callable[[list[Any]], BatchResult]
+
+
+def per_record(handle: Callable[[Any], Iterable[Output]], retries: int = 3,
+               base_delay: float = 0.5) -> BatchHandler:
+    """Adapt a one-record stage to a batch handler.
+
+    ``PermanentError`` sends the record to the DLQ; ``RetriableError`` is retried
+    with exponential backoff and jitter, and after ``retries`` attempts the
+    record goes to the DLQ with reason ``retries_exhausted`` (``rasd dlq replay``
+    can bring it back once the cause is fixed).
+    """
+
+    def handler(records: list[Any]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            for attempt in range(retries + 1):
+                try:
+                    produced = list(handle(record))
+                except PermanentError as exc:
+                    result.failed.append((record, exc))
+                    break
+                except RetriableError as exc:
+                    if attempt == retries:
+                        result.failed.append(
+                            (record, PermanentError("retries_exhausted", str(exc))))
+                        break
+                    time.sleep(backoff(attempt, base_delay))
+                else:
+                    result.outputs.extend(produced)
+                    result.count("ok" if produced else "dropped")
+                    break
+        return result
+
+    return handler
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class StageWorker:
+    """Consume ``source`` in ``group``, run ``handler``, produce, flush, then commit.
+
+    ``on_flushed`` runs after the outputs are acknowledged and before the commit,
+    for side effects that must follow them (the alerts index after the alerts
+    topic); a RetriableError there retries the batch.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        bootstrap: str,
+        group: str,
+        source: str,
+        handler: BatchHandler,
+        sink: KafkaSink,
+        dlq_topic: str,
+        stats: Stats,
+        stop: threading.Event,
+        max_records: int = 200,
+        on_flushed: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.bootstrap = bootstrap
+        self.group = group
+        self.source = source
+        self.handler = handler
+        self.sink = sink
+        self.dlq_topic = dlq_topic
+        self.stats = stats
+        self.stop = stop
+        self.max_records = max_records
+        self.on_flushed = on_flushed
+        self._consumer: KafkaConsumer | None = None
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
+                self.source,
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group,
+                client_id=f"rasd-{self.stage}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.max_records,
+                # trafilatura on a large page can take seconds; a batch may take minutes.
+                max_poll_interval_ms=600_000,
+            )
+        return self._consumer
+
+    def run(self) -> None:
+        """Loop until ``stop`` is set; never dies on a bad record."""
+        log.info("%s worker started (group %s, topic %s)", self.stage, self.group, self.source)
+        try:
+            while not self.stop.is_set():
+                polled = self.consumer.poll(timeout_ms=500)
+                records = [r for batch in polled.values() for r in batch]
+                if records:
+                    self.process(records)
+        finally:
+            self.close()
+
+    def process(self, records: list[Any]) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = self.handler(records)
+                for out in result.outputs:
+                    self.sink.send(out.topic, out.key, out.value)
+                for record, error in result.failed:
+                    self._dead_letter(record, error)
+                self.sink.flush()
+                if self.on_flushed is not None:
+                    self.on_flushed(result)
+                break
+            except RetriableError as exc:
+                # The whole batch failed (a sink is down): nothing is committed, and
+                # the batch is tried again; idempotent sinks make the retry safe.
+                self.stats.inc(self.stage, "retried")
+                delay = backoff(attempt, 1.0, 30.0)
+                log.warning("%s: batch of %d failed (%s); retrying in %.1fs",
+                            self.stage, len(records), exc, delay)
+                attempt += 1
+                if self.stop.wait(delay):
+                    return  # shutting down: uncommitted, so redelivered on restart
+        for outcome, n in result.outcomes.items():
+            self.stats.inc(self.stage, outcome, n)
+        self.stats.inc(self.stage, "dlq", len(result.failed))
+        self._commit(records)
+
+    def _dead_letter(self, record: Any, error: PermanentError) -> None:
+        log.warning("%s: %s:%d@%d to the DLQ: %s", self.stage, record.topic, record.partition,
+                    record.offset, error)
+        headers = [
+            ("rasd.stage", self.stage.encode()),
+            ("rasd.reason", error.reason.encode()),
+            ("rasd.error", str(error)[:2000].encode()),
+            ("rasd.source.topic", record.topic.encode()),
+            ("rasd.source.partition", str(record.partition).encode()),
+            ("rasd.source.offset", str(record.offset).encode()),
+            ("rasd.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        self.sink.send(self.dlq_topic, record.key, record.value or b"", headers)
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            self.consumer.commit({tp: _offset(o) for tp, o in offsets.items()})
+        except CommitFailedError as exc:
+            # A rebalance took the partitions away: the new owner redelivers the
+            # batch, and idempotent sinks absorb it.
+            self.stats.inc(self.stage, "commit_failed")
+            log.warning("%s: commit failed after a rebalance: %s", self.stage, exc)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _offset(offset: int) -> Any:
+    from kafka.structs import OffsetAndMetadata
+
+    try:
+        return OffsetAndMetadata(offset, "", -1)
+    except TypeError:  # older signature without leader epoch
+        return OffsetAndMetadata(offset, "")
+
+
+def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+    """Records not yet committed, per group, over its topic ({group: topic})."""
+    from kafka.admin import OffsetSpec
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-lag")
+    try:
+        partitions = {
+            topic: [TopicPartition(topic, p["partition_index"])
+                    for t in admin.describe_topics([topic]) for p in t["partitions"]]
+            for topic in set(groups.values())
+        }
+        ends = admin.list_partition_offsets(
+            {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps})
+        committed = admin.list_group_offsets({g: partitions[t] for g, t in groups.items()})
+        lag: dict[str, int] = {}
+        for group, topic in groups.items():
+            mine = committed.get(group, {})
+            total = 0
+            for tp in partitions[topic]:
+                end = ends[tp].offset
+                done = mine.get(tp)
+                total += end - (done.offset if done is not None and done.offset >= 0 else 0)
+            lag[group] = total
+        return lag
+    finally:
+        admin.close()

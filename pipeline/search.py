@@ -1,0 +1,88 @@
+"""The search language of ``rasd search``, turned into an Elasticsearch query.
+
+Syntax: words are ANDed; ``"two words"`` is a phrase; ``OR`` between two
+clauses makes either one enough; ``-word`` or ``-"a phrase"`` excludes.
+
+By default a search is as precise as the alerts: each word (or the first word
+of a phrase) matches the unstemmed ``.exact`` fields in any of its proclitic
+spellings (و ف ب ك ل, ال, لل...), and suffixes are never stripped, so قيصر
+finds وقيصر and «قيصر» but not قيصرية. ``stem=True`` searches the stemmed
+fields instead, for recall.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.rules import clitic_spellings, term_words
+
+EXACT_FIELDS = ("title.exact", "body.exact")
+STEMMED_FIELDS = ("title^2", "body")
+
+_TOKEN = re.compile(r'-?"[^"]*"|\S+')
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One word or phrase of a query, with whether it is excluded."""
+
+    words: tuple[str, ...]
+    text: str
+    excluded: bool = False
+
+
+def parse(query: str) -> tuple[list[list[Clause]], list[Clause]]:
+    """(groups that must all match, each an OR of clauses; clauses that must not)."""
+    groups: list[list[Clause]] = []
+    excluded: list[Clause] = []
+    join_next = False
+    for token in _TOKEN.findall(query):
+        if token in ("OR", "|"):
+            join_next = bool(groups)
+            continue
+        negative = token.startswith("-") and len(token) > 1
+        raw = token[1:] if negative else token
+        raw = raw.strip('"')
+        words = term_words(raw)
+        if not words:
+            continue
+        clause = Clause(words, raw, negative)
+        if negative:
+            excluded.append(clause)
+        elif join_next:
+            groups[-1].append(clause)
+        else:
+            groups.append([clause])
+        join_next = False
+    return groups, excluded
+
+
+def _clause_query(clause: Clause, stem: bool) -> dict[str, Any]:
+    if stem:
+        kind = "phrase" if len(clause.words) > 1 else "best_fields"
+        return {"multi_match": {"query": clause.text, "fields": list(STEMMED_FIELDS),
+                                "type": kind, "operator": "and"}}
+    first = sorted(clitic_spellings(clause.words[0]))
+    if len(clause.words) == 1:
+        return {"bool": {"should": [{"terms": {f: first}} for f in EXACT_FIELDS],
+                         "minimum_should_match": 1}}
+    rest = " ".join(clause.words[1:])
+    return {"bool": {"should": [
+        {"match_phrase": {f: f"{spelling} {rest}"}} for f in EXACT_FIELDS for spelling in first
+    ], "minimum_should_match": 1}}
+
+
+def build_query(query: str, *, stem: bool = False) -> dict[str, Any]:
+    """The Elasticsearch ``query`` for ``query``; ValueError if nothing is searchable."""
+    groups, excluded = parse(query)
+    if not groups:
+        raise ValueError(f"nothing to search for in {query!r}")
+    must = [
+        _clause_query(group[0], stem) if len(group) == 1 else
+        {"bool": {"should": [_clause_query(c, stem) for c in group], "minimum_should_match": 1}}
+        for group in groups
+    ]
+    must_not = [_clause_query(c, stem) for c in excluded]
+    return {"bool": {"must": must, "must_not": must_not}}
