@@ -87,6 +87,18 @@ class ElasticStore:
             self._client.close()
             self._client = None
 
+    def delete_all(self) -> list[str]:
+        """Delete the namespace's indices and templates; return the index names."""
+        es = self.client
+        names = sorted(es.indices.get(index=f"{self.alias}-*,{self.alerts_index}",
+                                      ignore_unavailable=True, allow_no_indices=True))
+        for name in names:
+            es.indices.delete(index=name)
+        for template in (self.alias, self.alerts_index):
+            if es.indices.exists_index_template(name=template):
+                es.indices.delete_index_template(name=template)
+        return names
+
     def monthly_index(self, when: datetime) -> str:
         return f"{self.alias}-{when.astimezone(UTC):%Y.%m}"
 

@@ -344,6 +344,24 @@ def _offset(offset: int) -> Any:
         return OffsetAndMetadata(offset, "")
 
 
+def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:
+    """Delete the namespace's topics and consumer groups; return what was deleted."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    try:
+        existing = set(admin.list_topics())
+        doomed = [t for t in [*topics.pipeline(), topics.dedupe_state] if t in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+        listed = admin.list_groups()
+        names = {g["group_id"] if isinstance(g, dict) else g[0] for g in listed}
+        groups = [topics.group(s) for s in stages if topics.group(s) in names]
+        if groups:
+            admin.delete_groups(groups)
+        return doomed + groups
+    finally:
+        admin.close()
+
+
 def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
     """Records not yet committed, per group, over its topic ({group: topic})."""
     from kafka.admin import OffsetSpec

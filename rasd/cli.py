@@ -365,6 +365,29 @@ def index_create(namespace: Namespace = None) -> None:
                   f"templates updated; indices exist behind {store.alias}")
 
 
+@app.command("reset")
+def reset(
+    namespace: Annotated[str, typer.Option(
+        envvar="RASD_NAMESPACE", show_envvar=True, help="The namespace to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a namespace: its topics, consumer groups, indices and templates."""
+    from connectors.elastic import ElasticStore
+    from connectors.kafka import Topics, delete_namespace
+    from rasd.app import STAGES
+
+    if not yes:
+        typer.confirm(f"Delete every topic, group and index of namespace {namespace!r}?",
+                      abort=True)
+    settings = settings_from(namespace=namespace)
+    deleted = delete_namespace(settings.kafka_servers, Topics(namespace), STAGES)
+    store = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir,
+                         settings.es_username,
+                         settings.es_password.get_secret_value() if settings.es_password else None)
+    deleted += store.delete_all()
+    console.print(f"deleted: {', '.join(deleted)}" if deleted else "nothing to delete")
+
+
 @app.command("search")
 def search(
     query: Annotated[str, typer.Argument(

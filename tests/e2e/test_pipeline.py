@@ -1,0 +1,160 @@
+"""The whole pipeline on the real stack: poll → extract → dedupe → enrich → index → alert.
+
+The demo site's feeds (RSS 2.0 in UTF-8, Atom with relative links, a wire
+agency's RSS, and a malformed feed) and pages go through `rasd run --once`
+into a namespace of the test's own. What each page should produce is stated by
+``tests/fixtures/site/expectations.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from .conftest import SITE, Run
+
+pytestmark = pytest.mark.e2e
+
+
+def _docs(es: Any, run: Run) -> list[dict[str, Any]]:
+    es.indices.refresh(index=f"{run.namespace}-articles")
+    found = es.search(index=f"{run.namespace}-articles", size=100,
+                      query={"match_all": {}})["hits"]["hits"]
+    return [{"_id": h["_id"], **h["_source"]} for h in found]
+
+
+def _alert_count(es: Any, run: Run) -> int:
+    es.indices.refresh(index=f"{run.namespace}-alerts")
+    return int(es.count(index=f"{run.namespace}-alerts")["count"])
+
+
+def _topic(kafka_bootstrap: str, topic: str) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends = consumer.end_offsets(tps)
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
+    consumer.close()
+    return records
+
+
+def _gold_first_line(article: dict[str, Any]) -> str:
+    return (SITE / article["gold"]).read_text(encoding="utf-8").splitlines()[0].strip()
+
+
+def test_every_article_once_searchable_and_one_alert(
+    run: Run, es: Any, kafka_bootstrap: str, expectations: dict[str, Any]
+) -> None:
+    summary = run.once()
+    counts = expectations["counts"]
+    assert summary["feeds_failed"] == 1  # the malformed feed, reported, not fatal
+    assert summary["feeds_ok"] == 3
+    assert summary["items"] == counts["feed_items"]
+    assert summary["dlq"] == counts["feed_items_missing"]  # the 404 page
+    assert summary["alerts"] == counts["caesar_alerts"] == 1
+    assert summary["drained"] is True
+
+    docs = _docs(es, run)
+    urls = [d["canonical_url"] for d in docs]
+    assert len(docs) == counts["unique_articles"]
+    assert len(set(urls)) == len(urls), "an article was indexed twice"
+    by_path = {d["canonical_url"].split(str(run.site.port), 1)[1]: d for d in docs}
+    for article in expectations["articles"]:
+        doc = by_path[article["path"]]
+        assert _gold_first_line(article) in doc["body"], article["path"]
+        assert "<" not in doc["body"] and doc["word_count"] > 100
+
+    # Search finds the قيصر article through its inflected forms, and only it.
+    caesar = expectations["caesar_rule"]["article"]
+    for query in ("قيصر", "وقيصر"):
+        done = run.rasd("search", "--json", query)
+        assert done.returncode == 0, done.stderr
+        hits = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [h["url"].split(str(run.site.port), 1)[1] for h in hits] == [caesar], query
+
+    alerts = _topic(kafka_bootstrap, f"{run.namespace}.alerts")
+    assert len(alerts) == 1
+    alert = json.loads(alerts[0].value)
+    assert alert["rule_id"] == expectations["caesar_rule"]["rule_id"]
+    assert alert["url"].endswith(caesar)
+    assert _alert_count(es, run) == 1
+
+    dead = _topic(kafka_bootstrap, f"{run.namespace}.dlq")
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers["rasd.stage"] == "extract"
+    assert headers["rasd.reason"] == "http_404"
+    assert headers["rasd.source.topic"] == f"{run.namespace}.items"
+
+    # A second run over the same feeds adds no document and no alert.
+    again = run.once()
+    assert again["alerts"] == 0
+    assert len(_docs(es, run)) == counts["unique_articles"]
+    assert _alert_count(es, run) == 1
+    assert len(_topic(kafka_bootstrap, f"{run.namespace}.alerts")) == 1
+
+
+def test_undecodable_messages_go_to_the_dlq_and_the_pipeline_goes_on(
+    run: Run, es: Any, kafka_bootstrap: str, expectations: dict[str, Any]
+) -> None:
+    created = run.rasd("topics", "create")
+    assert created.returncode == 0, created.stderr
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(f"{run.namespace}.items", key=b"poison-1", value=b"\xff\xfe not json")
+    producer.send(f"{run.namespace}.enriched", key=b"poison-2", value=b'{"id": 1}')
+    producer.flush()
+    producer.close()
+
+    summary = run.once()
+    assert summary["drained"] is True
+    # 404 page + poison on items + poison on enriched (seen by index and alert stages).
+    assert summary["dlq"] == counts_dlq(expectations) + 3
+    assert len(_docs(es, run)) == expectations["counts"]["unique_articles"]
+
+    reasons = {(h["rasd.stage"], h["rasd.reason"], r.key)
+               for r in _topic(kafka_bootstrap, f"{run.namespace}.dlq")
+               for h in [{k: v.decode() for k, v in r.headers}]}
+    assert ("extract", "undecodable", b"poison-1") in reasons
+    assert ("index", "undecodable", b"poison-2") in reasons
+    assert ("alert", "undecodable", b"poison-2") in reasons
+
+
+def counts_dlq(expectations: dict[str, Any]) -> int:
+    return int(expectations["counts"]["feed_items_missing"])
+
+
+def test_sigterm_mid_stream_then_restart_loses_and_duplicates_nothing(
+    run: Run, es: Any, expectations: dict[str, Any]
+) -> None:
+    proc = run.start()
+    try:
+        # Stop it as soon as the first article page is being fetched: mid-stream.
+        deadline = time.monotonic() + 120
+        while not any("/articles/" in r.path or "/news/" in r.path
+                      for r in run.site.requests):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "rasd run never fetched an article"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = len(_docs(es, run)) if es.indices.exists(index=f"{run.namespace}-articles") else 0
+    assert partial < expectations["counts"]["unique_articles"], "not stopped mid-stream"
+
+    summary = run.once()
+    assert summary["drained"] is True
+    docs = _docs(es, run)
+    assert len(docs) == expectations["counts"]["unique_articles"]
+    assert len({d["canonical_url"] for d in docs}) == len(docs)
+    assert _alert_count(es, run) == 1
