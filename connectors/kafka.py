@@ -244,6 +244,8 @@ class StageWorker:
         self.stop = stop
         self.max_records = max_records
         self.on_flushed = on_flushed
+        #: Set once the group has assigned this worker its partitions.
+        self.ready = threading.Event()
         self._consumer: KafkaConsumer | None = None
 
     @property
@@ -268,6 +270,8 @@ class StageWorker:
         try:
             while not self.stop.is_set():
                 polled = self.consumer.poll(timeout_ms=500)
+                if not self.ready.is_set() and self.consumer.assignment():
+                    self.ready.set()
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     self.process(records)

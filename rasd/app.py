@@ -100,6 +100,7 @@ class Pipeline:
         self.http = GuardedClient(settings.user_agent,
                                   allow_private_networks=settings.allow_private_networks)
         self._sinks: list[KafkaSink] = []
+        self.workers: list[StageWorker] = []
 
     # --- setup -------------------------------------------------------------------
 
@@ -129,8 +130,12 @@ class Pipeline:
             "index": lambda: (t.enriched, self._index, None),
             "alert": lambda: (t.enriched, self._alert, self._alerted),
         }[stage]()
+        # Fetching and extracting take tens of milliseconds per article, so the
+        # extract stage takes small batches: its outputs leave at each batch's end.
+        batch = 8 if stage == "extract" else 200
         return StageWorker(stage, self.settings.kafka_servers, t.group(stage), source, handler,
-                           sink, t.dlq, self.stats, self.stop, on_flushed=on_flushed)
+                           sink, t.dlq, self.stats, self.stop, max_records=batch,
+                           on_flushed=on_flushed)
 
     def _extract(self, record: Any) -> list[Output]:
         item = FeedItem.from_json(record.value)
@@ -218,8 +223,10 @@ class Pipeline:
 
     def start_workers(self, stages: tuple[str, ...] = STAGES) -> list[threading.Thread]:
         threads = []
+        self.workers = []
         for stage in stages:
             worker = self.worker(stage)
+            self.workers.append(worker)
             thread = threading.Thread(target=self._guard(worker), name=f"worker-{stage}",
                                       daemon=True)
             thread.start()
@@ -265,6 +272,12 @@ class Pipeline:
         self.prepare()
         threads = self.start_workers()
         try:
+            # Poll only once every stage has joined its group, so that the first
+            # items do not wait for a group rebalance.
+            progress("waiting for the stage workers to join their consumer groups")
+            deadline = time.monotonic() + 60
+            for worker in self.workers:
+                worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
             polls = self.poller().poll_all(self.feeds)
             drained = self.wait_drained(

@@ -136,11 +136,20 @@ class _Server(ThreadingHTTPServer):
         self.site = site
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up early (a size cap, a timeout, a shutdown) is
+        # normal here; the default handler would print a traceback for it.
+        log.debug("request from %s ended with an error", client_address, exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "rasd-demo/1.0"
     sys_version = ""
+
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the
+    # body then waits for the client's delayed ACK (40 ms on Linux) on every request.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._respond(send_body=True)
