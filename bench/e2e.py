@@ -31,10 +31,8 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from connectors.elastic import ElasticStore
-from connectors.kafka import Topics, delete_namespace
 from pipeline.settings import Settings
-from rasd.app import STAGES
+from rasd.app import reset_namespace
 from rasd.demo import FixtureSite, default_site_root, write_feeds_file
 
 
@@ -52,21 +50,25 @@ def make_site(copies: int, dest: Path) -> Path:
                 # A distinct closing line, so copies are distinct articles, not duplicates.
                 text = re.sub(r"(<p>)", rf"\1نسخة رقم {n} من هذا الخبر. ", text, count=1)
             path.write_text(text, encoding="utf-8")
-    feeds = [f"  - {{url: '{{BASE}}/c{n}{p}', name: c{n}{p}, outlet: c{n}-{p.split('/')[1]}, "
-             f"country: SY, language: ar}}"
-             for n in range(copies) for p in ("/sham/feed.xml", "/almashreq/atom.xml",
-                                              "/wire/rss.xml")]
+    feeds = [
+        f"  - {{url: '{{BASE}}/c{n}{p}', name: c{n}{p}, outlet: c{n}-{p.split('/')[1]}, "
+        f"country: SY, language: ar}}"
+        for n in range(copies)
+        for p in ("/sham/feed.xml", "/almashreq/atom.xml", "/wire/rss.xml")
+    ]
     (dest / "feeds.yaml").write_text("feeds:\n" + "\n".join(feeds) + "\n", encoding="utf-8")
     return dest
 
 
-def watch_searchable(es: Elasticsearch, alias: str, seen: dict[str, float],
-                     stop: threading.Event) -> None:
+def watch_searchable(
+    es: Elasticsearch, alias: str, seen: dict[str, float], stop: threading.Event
+) -> None:
     """Record when each article first becomes visible to search (no forced refresh)."""
     while not stop.is_set():
         try:
-            hits = es.search(index=alias, size=10000, source=["url"],
-                             query={"match_all": {}})["hits"]["hits"]
+            hits = es.search(index=alias, size=10000, source=["url"], query={"match_all": {}})[
+                "hits"
+            ]["hits"]
         except Exception:  # the alias does not exist until the run creates it
             hits = []
         now = time.monotonic()
@@ -83,15 +85,25 @@ def one_run(copies: int, workdir: Path) -> dict[str, float]:
     stop = threading.Event()
     with FixtureSite(site_root) as site:
         feeds = write_feeds_file(site_root, site.base_url, workdir / "feeds.yaml")
-        env = {**os.environ, "RASD_NAMESPACE": settings.namespace,
-               "RASD_ALLOW_PRIVATE_NETWORKS": "true", "RASD_FEEDS_FILE": str(feeds),
-               "RASD_LOG_LEVEL": "WARNING"}
-        watcher = threading.Thread(target=watch_searchable,
-                                   args=(es, f"{settings.namespace}-articles", seen, stop))
+        env = {
+            **os.environ,
+            "RASD_NAMESPACE": settings.namespace,
+            "RASD_ALLOW_PRIVATE_NETWORKS": "true",
+            "RASD_FEEDS_FILE": str(feeds),
+            "RASD_LOG_LEVEL": "WARNING",
+        }
+        watcher = threading.Thread(
+            target=watch_searchable, args=(es, f"{settings.namespace}-articles", seen, stop)
+        )
         watcher.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        done = subprocess.run([sys.executable, "-m", "rasd", "run", "--once", "--json"],
-                              env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "rasd", "run", "--once", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         time.sleep(1.5)  # the last refresh interval
         stop.set()
@@ -102,9 +114,7 @@ def one_run(copies: int, workdir: Path) -> dict[str, float]:
         for request in site.requests:
             served.setdefault(request.path.split("?")[0], request.time)
     try:
-        delete_namespace(settings.kafka_servers, Topics(settings.namespace), STAGES)
-        ElasticStore(settings.elasticsearch_url, settings.namespace,
-                     settings.config_dir).delete_all()
+        reset_namespace(settings)
     finally:
         es.close()
     # An article's clock starts when the feed that listed it was served.
@@ -136,8 +146,9 @@ def main() -> None:
         for n in range(args.runs):
             result = one_run(args.copies, Path(tmp))
             results.append(result)
-            print(f"run {n + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()),
-                  flush=True)
+            print(
+                f"run {n + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True
+            )
     print(f"\nmedian of {args.runs} runs, {args.copies} copies of the bundled site:")
     for key in results[0]:
         print(f"  {key:18s} {statistics.median(r[key] for r in results):10.2f}")

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class KafkaDedupeState:
     """A :class:`pipeline.stages.DedupeState` with a Kafka changelog behind it."""
 
-    def __init__(self, bootstrap: str, topic: str, sink: KafkaSink,
-                 max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, sink: KafkaSink, max_entries: int = 1_000_000
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.sink = sink
@@ -40,8 +41,11 @@ class KafkaDedupeState:
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                     client_id="rasd-dedupe-state")
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                client_id="rasd-dedupe-state",
+            )
             partitions = consumer.partitions_for_topic(self.topic) or set()
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
@@ -84,8 +88,14 @@ class KafkaDedupeState:
     def put(self, kind: KeyKind, key: str, entry: DedupeEntry) -> DedupeEntry:
         stored = self.memory.put(kind, key, entry)
         if stored is entry:
-            value = json.dumps({"article_id": entry.article_id, "cluster_id": entry.cluster_id,
-                                "kind": entry.kind, "duplicate_of": entry.duplicate_of})
+            value = json.dumps(
+                {
+                    "article_id": entry.article_id,
+                    "cluster_id": entry.cluster_id,
+                    "kind": entry.kind,
+                    "duplicate_of": entry.duplicate_of,
+                }
+            )
             self.sink.send(self.topic, f"{kind}:{key}", value.encode())
         return stored
 

@@ -22,6 +22,7 @@ from elasticsearch import ApiError, ConflictError, Elasticsearch, TransportError
 
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,17 @@ class ElasticStore:
         self._auth = (username, password) if username and password else None
         self._client: Elasticsearch | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings, namespace: str | None = None) -> ElasticStore:
+        password = settings.es_password.get_secret_value() if settings.es_password else None
+        return cls(
+            settings.elasticsearch_url,
+            namespace or settings.namespace,
+            settings.config_dir,
+            settings.es_username,
+            password,
+        )
+
     @property
     def alias(self) -> str:
         return f"{self.namespace}-articles"
@@ -77,8 +89,11 @@ class ElasticStore:
         """The raw elasticsearch-py client (created on first use)."""
         if self._client is None:
             self._client = Elasticsearch(
-                self.url, basic_auth=self._auth, request_timeout=30,
-                retry_on_timeout=True, max_retries=3,
+                self.url,
+                basic_auth=self._auth,
+                request_timeout=30,
+                retry_on_timeout=True,
+                max_retries=3,
             )
         return self._client
 
@@ -90,8 +105,13 @@ class ElasticStore:
     def delete_all(self) -> list[str]:
         """Delete the namespace's indices and templates; return the index names."""
         es = self.client
-        names = sorted(es.indices.get(index=f"{self.alias}-*,{self.alerts_index}",
-                                      ignore_unavailable=True, allow_no_indices=True))
+        names = sorted(
+            es.indices.get(
+                index=f"{self.alias}-*,{self.alerts_index}",
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        )
         for name in names:
             es.indices.delete(index=name)
         for template in (self.alias, self.alerts_index):
@@ -112,13 +132,17 @@ class ElasticStore:
         created: list[str] = []
         es.indices.put_index_template(
             name=self.alias,
-            **load_template(self.config_dir / "elasticsearch" / "articles-template.json",
-                            f"{self.alias}-*", self.alias),
+            **load_template(
+                self.config_dir / "elasticsearch" / "articles-template.json",
+                f"{self.alias}-*",
+                self.alias,
+            ),
         )
         es.indices.put_index_template(
             name=self.alerts_index,
-            **load_template(self.config_dir / "elasticsearch" / "alerts-template.json",
-                            self.alerts_index, None),
+            **load_template(
+                self.config_dir / "elasticsearch" / "alerts-template.json", self.alerts_index, None
+            ),
         )
         for index in (self.monthly_index(now or datetime.now(UTC)), self.alerts_index):
             if not es.indices.exists(index=index):
@@ -141,16 +165,25 @@ class ElasticStore:
         stamp = now or datetime.now(UTC)
         by_id = {a.id: a for a in articles}
         actions = [
-            {"_op_type": "index", "_index": a.index_name, "_id": a.id,
-             "_source": self.document(a, stamp)}
+            {
+                "_op_type": "index",
+                "_index": a.index_name,
+                "_id": a.id,
+                "_source": self.document(a, stamp),
+            }
             for a in by_id.values()
         ]
         report = WriteReport()
         retriable: list[str] = []
         try:
             for ok, item in helpers.streaming_bulk(
-                self.client, actions, raise_on_error=False, raise_on_exception=False,
-                max_retries=4, initial_backoff=1, max_backoff=30,
+                self.client,
+                actions,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=4,
+                initial_backoff=1,
+                max_backoff=30,
             ):
                 info = next(iter(item.values()))
                 article = by_id[info["_id"]]
@@ -161,26 +194,43 @@ class ElasticStore:
                     retriable.append(f"{info['_id']}: {status} {info.get('error')}")
                 else:
                     error = info.get("error") or {}
-                    reason = error.get("type", f"http_{status}") if isinstance(error, dict) \
+                    reason = (
+                        error.get("type", f"http_{status}")
+                        if isinstance(error, dict)
                         else f"http_{status}"
-                    report.failed.append((article, PermanentError(
-                        f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000])))
+                    )
+                    report.failed.append(
+                        (
+                            article,
+                            PermanentError(
+                                f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000]
+                            ),
+                        )
+                    )
         except TransportError as exc:
             raise RetriableError(f"Elasticsearch unreachable: {exc}") from exc
         if retriable:
             raise RetriableError(f"{len(retriable)} bulk item(s) failed: {retriable[0]}")
         return report
 
-    def search(self, query: dict[str, Any], size: int = 10,
-               filters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def search(
+        self, query: dict[str, Any], size: int = 10, filters: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """Hits of ``query`` on the articles alias, newest first, with highlights."""
         body_query = {"bool": {"must": [query], "filter": filters or []}}
         response = self.client.search(
-            index=self.alias, query=body_query, size=size,
+            index=self.alias,
+            query=body_query,
+            size=size,
             sort=[{"_score": "desc"}, {"published_at": {"order": "desc", "missing": "_last"}}],
-            highlight={"fields": {f: {"fragment_size": 160, "number_of_fragments": 1}
-                                  for f in ("body.exact", "body", "title.exact", "title")},
-                       "pre_tags": ["<em>"], "post_tags": ["</em>"]},
+            highlight={
+                "fields": {
+                    f: {"fragment_size": 160, "number_of_fragments": 1}
+                    for f in ("body.exact", "body", "title.exact", "title")
+                },
+                "pre_tags": ["<em>"],
+                "post_tags": ["</em>"],
+            },
             source_excludes=["body"],
         )
         hits: list[dict[str, Any]] = response["hits"]["hits"]
@@ -194,7 +244,9 @@ class ElasticStore:
 
     def record_alert(self, alert: Alert) -> bool:
         """Store ``alert``; False if this (rule, cluster) had alerted already."""
-        document = alert.model_dump(mode="json", exclude={"matches": {"__all__": {"schema_version"}}})
+        document = alert.model_dump(
+            mode="json", exclude={"matches": {"__all__": {"schema_version"}}}
+        )
         try:
             # No refresh: `exists` is a real-time GET, so the ledger needs none.
             self.client.create(index=self.alerts_index, id=alert.id, document=document)

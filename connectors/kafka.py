@@ -13,6 +13,7 @@ and never commits past the failed batch. Every outcome is counted in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -79,8 +80,7 @@ class Topics:
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
     """Create the pipeline's topics if missing (idempotent); return the ones created."""
     specs: dict[str, dict[str, Any]] = {
-        name: {"num_partitions": partitions, "replication_factor": -1}
-        for name in topics.pipeline()
+        name: {"num_partitions": partitions, "replication_factor": -1} for name in topics.pipeline()
     }
     # The dedupe state is a changelog: only the latest value per key matters.
     specs[topics.dedupe_state] = {
@@ -93,10 +93,9 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
         existing = set(admin.list_topics())
         missing = {k: v for k, v in specs.items() if k not in existing}
         if missing:
-            try:
+            # Another process may create them between our list and our create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between our list and create
         return sorted(missing)
     finally:
         admin.close()
@@ -125,8 +124,13 @@ class KafkaSink:
                 )
             return self._producer
 
-    def send(self, topic: str, key: str | bytes | None, value: bytes,
-             headers: Sequence[tuple[str, bytes]] = ()) -> Any:
+    def send(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Any:
         raw_key = key.encode() if isinstance(key, str) else key
         return self.producer.send(topic, key=raw_key, value=value, headers=list(headers))
 
@@ -172,8 +176,9 @@ class BatchResult:
 BatchHandler = Callable[[list[Any]], BatchResult]
 
 
-def per_record(handle: Callable[[Any], Iterable[Output]], retries: int = 3,
-               base_delay: float = 0.5) -> BatchHandler:
+def per_record(
+    handle: Callable[[Any], Iterable[Output]], retries: int = 3, base_delay: float = 0.5
+) -> BatchHandler:
     """Adapt a one-record stage to a batch handler.
 
     ``PermanentError`` sends the record to the DLQ; ``RetriableError`` is retried
@@ -194,7 +199,8 @@ def per_record(handle: Callable[[Any], Iterable[Output]], retries: int = 3,
                 except RetriableError as exc:
                     if attempt == retries:
                         result.failed.append(
-                            (record, PermanentError("retries_exhausted", str(exc))))
+                            (record, PermanentError("retries_exhausted", str(exc)))
+                        )
                         break
                     time.sleep(backoff(attempt, base_delay))
                 else:
@@ -296,8 +302,13 @@ class StageWorker:
                 # the batch is tried again; idempotent sinks make the retry safe.
                 self.stats.inc(self.stage, "retried")
                 delay = backoff(attempt, 1.0, 30.0)
-                log.warning("%s: batch of %d failed (%s); retrying in %.1fs",
-                            self.stage, len(records), exc, delay)
+                log.warning(
+                    "%s: batch of %d failed (%s); retrying in %.1fs",
+                    self.stage,
+                    len(records),
+                    exc,
+                    delay,
+                )
                 attempt += 1
                 if self.stop.wait(delay):
                     return  # shutting down: uncommitted, so redelivered on restart
@@ -307,8 +318,14 @@ class StageWorker:
         self._commit(records)
 
     def _dead_letter(self, record: Any, error: PermanentError) -> None:
-        log.warning("%s: %s:%d@%d to the DLQ: %s", self.stage, record.topic, record.partition,
-                    record.offset, error)
+        log.warning(
+            "%s: %s:%d@%d to the DLQ: %s",
+            self.stage,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
         headers = [
             ("rasd.stage", self.stage.encode()),
             ("rasd.reason", error.reason.encode()),
@@ -373,12 +390,16 @@ def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-lag")
     try:
         partitions = {
-            topic: [TopicPartition(topic, p["partition_index"])
-                    for t in admin.describe_topics([topic]) for p in t["partitions"]]
+            topic: [
+                TopicPartition(topic, p["partition_index"])
+                for t in admin.describe_topics([topic])
+                for p in t["partitions"]
+            ]
             for topic in set(groups.values())
         }
         ends = admin.list_partition_offsets(
-            {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps})
+            {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps}
+        )
         committed = admin.list_group_offsets({g: partitions[t] for g, t in groups.items()})
         lag: dict[str, int] = {}
         for group, topic in groups.items():

@@ -30,7 +30,9 @@ from .metrics import Stats
 
 log = logging.getLogger(__name__)
 
-_FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+_FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,14 @@ class FeedPoller:
     def poll(self, feed: Feed) -> PollResult:
         try:
             page = self.http.fetch(feed.url, accept=_FEED_ACCEPT)
-            parsed = parse_feed(page.content, feed, fetched_url=page.final_url,
-                                content_type=page.content_type, namespace=self.namespace,
-                                now=self.clock())
+            parsed = parse_feed(
+                page.content,
+                feed,
+                fetched_url=page.final_url,
+                content_type=page.content_type,
+                namespace=self.namespace,
+                now=self.clock(),
+            )
         except PermanentError as exc:
             return self._failed(feed, exc.reason, str(exc))
         except RetriableError as exc:
@@ -90,8 +97,12 @@ class FeedPoller:
         self.stats.inc("poll", "items", len(new))
         if parsed.bozo:
             self.stats.inc("poll", "feed_bozo")
-            log.info("feed %s is not well-formed (%s) but gave %d entries",
-                     feed.url, parsed.bozo_reason, len(parsed.items))
+            log.info(
+                "feed %s is not well-formed (%s) but gave %d entries",
+                feed.url,
+                parsed.bozo_reason,
+                len(parsed.items),
+            )
         if parsed.entries_without_link:
             self.stats.inc("poll", "entries_without_link", parsed.entries_without_link)
         log.info("feed %s: %d entries, %d new", feed.url, len(parsed.items), len(new))
@@ -111,8 +122,9 @@ class FeedPoller:
 class FeedScheduler:
     """One APScheduler job per feed, first run immediately, then every interval."""
 
-    def __init__(self, poller: FeedPoller, feeds: Sequence[Feed], default_interval: int,
-                 concurrency: int = 8) -> None:
+    def __init__(
+        self, poller: FeedPoller, feeds: Sequence[Feed], default_interval: int, concurrency: int = 8
+    ) -> None:
         self.poller = poller
         self.feeds = list(feeds)
         self.default_interval = default_interval
@@ -128,10 +140,17 @@ class FeedScheduler:
         for feed in self.feeds:
             interval = feed.interval or self.default_interval
             scheduler.add_job(
-                self.poller.poll, "interval", args=[feed], id=feed.url, name=feed.name,
-                seconds=interval, next_run_time=now,
+                self.poller.poll,
+                "interval",
+                args=[feed],
+                id=feed.url,
+                name=feed.name,
+                seconds=interval,
+                next_run_time=now,
                 # One poll at a time per feed; missed runs collapse into one.
-                coalesce=True, max_instances=1, misfire_grace_time=interval,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=interval,
                 jitter=min(30, interval // 10),
             )
         scheduler.start()

@@ -62,16 +62,33 @@ def parse(query: str) -> tuple[list[list[Clause]], list[Clause]]:
 def _clause_query(clause: Clause, stem: bool) -> dict[str, Any]:
     if stem:
         kind = "phrase" if len(clause.words) > 1 else "best_fields"
-        return {"multi_match": {"query": clause.text, "fields": list(STEMMED_FIELDS),
-                                "type": kind, "operator": "and"}}
+        return {
+            "multi_match": {
+                "query": clause.text,
+                "fields": list(STEMMED_FIELDS),
+                "type": kind,
+                "operator": "and",
+            }
+        }
     first = sorted(clitic_spellings(clause.words[0]))
     if len(clause.words) == 1:
-        return {"bool": {"should": [{"terms": {f: first}} for f in EXACT_FIELDS],
-                         "minimum_should_match": 1}}
+        return {
+            "bool": {
+                "should": [{"terms": {f: first}} for f in EXACT_FIELDS],
+                "minimum_should_match": 1,
+            }
+        }
     rest = " ".join(clause.words[1:])
-    return {"bool": {"should": [
-        {"match_phrase": {f: f"{spelling} {rest}"}} for f in EXACT_FIELDS for spelling in first
-    ], "minimum_should_match": 1}}
+    return {
+        "bool": {
+            "should": [
+                {"match_phrase": {f: f"{spelling} {rest}"}}
+                for f in EXACT_FIELDS
+                for spelling in first
+            ],
+            "minimum_should_match": 1,
+        }
+    }
 
 
 def build_query(query: str, *, stem: bool = False) -> dict[str, Any]:
@@ -80,8 +97,11 @@ def build_query(query: str, *, stem: bool = False) -> dict[str, Any]:
     if not groups:
         raise ValueError(f"nothing to search for in {query!r}")
     must = [
-        _clause_query(group[0], stem) if len(group) == 1 else
-        {"bool": {"should": [_clause_query(c, stem) for c in group], "minimum_should_match": 1}}
+        _clause_query(group[0], stem)
+        if len(group) == 1
+        else {
+            "bool": {"should": [_clause_query(c, stem) for c in group], "minimum_should_match": 1}
+        }
         for group in groups
     ]
     must_not = [_clause_query(c, stem) for c in excluded]

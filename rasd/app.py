@@ -46,6 +46,18 @@ alert_log = logging.getLogger("rasd.alerts")
 STAGES = ("extract", "dedupe", "enrich", "index", "alert")
 
 
+def reset_namespace(settings: Settings) -> list[str]:
+    """Delete every topic, consumer group, index and template of the settings' namespace."""
+    from connectors.kafka import delete_namespace
+
+    deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), STAGES)
+    store = ElasticStore.from_settings(settings)
+    try:
+        return deleted + store.delete_all()
+    finally:
+        store.close()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -92,13 +104,10 @@ class Pipeline:
         self.clock = clock
         self.feeds: list[Feed] = load_feeds(settings.feeds_path)
         self.matcher = RuleMatcher(load_rules(settings.rules_path))
-        self.store = ElasticStore(
-            settings.elasticsearch_url, settings.namespace, settings.config_dir,
-            settings.es_username,
-            settings.es_password.get_secret_value() if settings.es_password else None,
+        self.store = ElasticStore.from_settings(settings)
+        self.http = GuardedClient(
+            settings.user_agent, allow_private_networks=settings.allow_private_networks
         )
-        self.http = GuardedClient(settings.user_agent,
-                                  allow_private_networks=settings.allow_private_networks)
         self._sinks: list[KafkaSink] = []
         self.workers: list[StageWorker] = []
 
@@ -123,19 +132,36 @@ class Pipeline:
     def worker(self, stage: str) -> StageWorker:
         sink = self.sink(stage)
         t = self.topics
-        source, handler, on_flushed = {
-            "extract": lambda: (t.items, per_record(self._extract), None),
-            "dedupe": lambda: (t.articles, self._dedupe_handler(sink), None),
-            "enrich": lambda: (t.unique, per_record(self._enrich), None),
-            "index": lambda: (t.enriched, self._index, None),
-            "alert": lambda: (t.enriched, self._alert, self._alerted),
-        }[stage]()
+        on_flushed: Callable[[BatchResult], None] | None = None
+        handler: Callable[[list[Any]], BatchResult]
+        if stage == "extract":
+            source, handler = t.items, per_record(self._extract)
+        elif stage == "dedupe":
+            source, handler = t.articles, self._dedupe_handler(sink)
+        elif stage == "enrich":
+            source, handler = t.unique, per_record(self._enrich)
+        elif stage == "index":
+            source, handler = t.enriched, self._index
+        elif stage == "alert":
+            source, handler, on_flushed = t.enriched, self._alert, self._alerted
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
         # Fetching and extracting take tens of milliseconds per article, so the
         # extract stage takes small batches: its outputs leave at each batch's end.
         batch = 8 if stage == "extract" else 200
-        return StageWorker(stage, self.settings.kafka_servers, t.group(stage), source, handler,
-                           sink, t.dlq, self.stats, self.stop, max_records=batch,
-                           on_flushed=on_flushed)
+        return StageWorker(
+            stage,
+            self.settings.kafka_servers,
+            t.group(stage),
+            source,
+            handler,
+            sink,
+            t.dlq,
+            self.stats,
+            self.stop,
+            max_records=batch,
+            on_flushed=on_flushed,
+        )
 
     def _extract(self, record: Any) -> list[Output]:
         item = FeedItem.from_json(record.value)
@@ -166,8 +192,9 @@ class Pipeline:
         article = enrich(DedupedArticle.from_json(record.value), self.matcher)
         return [Output(self.topics.enriched, article.id, article.to_json())]
 
-    def _decode_all(self, records: list[Any], result: BatchResult
-                    ) -> list[tuple[Any, EnrichedArticle]]:
+    def _decode_all(
+        self, records: list[Any], result: BatchResult
+    ) -> list[tuple[Any, EnrichedArticle]]:
         decoded = []
         for record in records:
             try:
@@ -207,19 +234,27 @@ class Pipeline:
             except PermanentError as exc:
                 # The alert is on the topic and in the log already; only Kibana misses it.
                 self.stats.inc("alert", "index_failed")
-                log.error("alert %s could not be stored in %s: %s", alert.id,
-                          self.store.alerts_index, exc)
+                log.error(
+                    "alert %s could not be stored in %s: %s", alert.id, self.store.alerts_index, exc
+                )
                 continue
             if created:
                 self.stats.inc("alert", "alerts")
-                alert_log.warning("ALERT [%s] %s | %s | %s", alert.rule_name, alert.title,
-                                  alert.outlet, alert.url)
+                alert_log.warning(
+                    "ALERT [%s] %s | %s | %s", alert.rule_name, alert.title, alert.outlet, alert.url
+                )
 
     # --- running -------------------------------------------------------------------
 
     def poller(self) -> FeedPoller:
-        return FeedPoller(self.http, self.sink("poll"), self.topics.items,
-                          self.settings.namespace, self.stats, self.clock)
+        return FeedPoller(
+            self.http,
+            self.sink("poll"),
+            self.topics.items,
+            self.settings.namespace,
+            self.stats,
+            self.clock,
+        )
 
     def start_workers(self, stages: tuple[str, ...] = STAGES) -> list[threading.Thread]:
         threads = []
@@ -227,8 +262,9 @@ class Pipeline:
         for stage in stages:
             worker = self.worker(stage)
             self.workers.append(worker)
-            thread = threading.Thread(target=self._guard(worker), name=f"worker-{stage}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._guard(worker), name=f"worker-{stage}", daemon=True
+            )
             thread.start()
             threads.append(thread)
         return threads
@@ -245,13 +281,18 @@ class Pipeline:
                     log.exception("%s worker crashed; restarting in 5s", worker.stage)
                     worker.close()
                     self.stop.wait(5)
+
         return run
 
     def lag(self) -> dict[str, int]:
         t = self.topics
-        groups = {t.group("extract"): t.items, t.group("dedupe"): t.articles,
-                  t.group("enrich"): t.unique, t.group("index"): t.enriched,
-                  t.group("alert"): t.enriched}
+        groups = {
+            t.group("extract"): t.items,
+            t.group("dedupe"): t.articles,
+            t.group("enrich"): t.unique,
+            t.group("index"): t.enriched,
+            t.group("alert"): t.enriched,
+        }
         return consumer_lag(self.settings.kafka_servers, groups)
 
     def wait_drained(self, timeout: float, progress: Callable[[int], None]) -> bool:
@@ -282,7 +323,8 @@ class Pipeline:
             polls = self.poller().poll_all(self.feeds)
             drained = self.wait_drained(
                 self.settings.drain_timeout,
-                lambda n: progress(f"draining: {n} message(s) in flight"))
+                lambda n: progress(f"draining: {n} message(s) in flight"),
+            )
         finally:
             self.shutdown(threads)
         return Summary(polls, self.stats.snapshot(), drained, time.monotonic() - begin)
@@ -292,8 +334,12 @@ class Pipeline:
         threads = self.start_workers()
         scheduler = FeedScheduler(self.poller(), self.feeds, self.settings.poll_interval)
         scheduler.start()
-        log.info("rasd running: %d feeds, %d rules, stages %s", len(self.feeds),
-                 len(self.matcher.rules), ", ".join(STAGES))
+        log.info(
+            "rasd running: %d feeds, %d rules, stages %s",
+            len(self.feeds),
+            len(self.matcher.rules),
+            ", ".join(STAGES),
+        )
         try:
             while not self.stop.wait(report_every):
                 log.info("counts: %s", self.stats.snapshot())

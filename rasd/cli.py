@@ -6,6 +6,7 @@ Every option shows the environment variable behind it in ``--help``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -207,15 +208,32 @@ def stack_logs(
 
 # --- the pipeline ---------------------------------------------------------------------
 
-Namespace = Annotated[str | None, typer.Option(
-    envvar="RASD_NAMESPACE", show_envvar=True,
-    help="Prefix of every topic, group and index [default: rasd]")]
-FeedsFile = Annotated[Path | None, typer.Option(
-    "--feeds", envvar="RASD_FEEDS_FILE", show_envvar=True,
-    help="Feed catalogue [default: config/feeds.yaml]")]
-RulesFile = Annotated[Path | None, typer.Option(
-    "--rules", envvar="RASD_RULES_FILE", show_envvar=True,
-    help="Watch rules [default: config/rules.yaml]")]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RASD_NAMESPACE",
+        show_envvar=True,
+        help="Prefix of every topic, group and index [default: rasd]",
+    ),
+]
+FeedsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--feeds",
+        envvar="RASD_FEEDS_FILE",
+        show_envvar=True,
+        help="Feed catalogue [default: config/feeds.yaml]",
+    ),
+]
+RulesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules",
+        envvar="RASD_RULES_FILE",
+        show_envvar=True,
+        help="Watch rules [default: config/rules.yaml]",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -225,7 +243,9 @@ def _logging(settings: Settings) -> None:
     from rich.logging import RichHandler
 
     logging.basicConfig(
-        level=logging.WARNING, format="%(name)s: %(message)s", datefmt="[%X]",
+        level=logging.WARNING,
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
         handlers=[RichHandler(console=console, show_path=False, markup=False)],
     )
     for name in ("rasd", "connectors", "pipeline"):
@@ -259,9 +279,12 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 
 @app.command("run")
 def run(
-    once: Annotated[bool, typer.Option(
-        "--once", help="Poll every feed once, drain the pipeline, print a summary, exit.")]
-    = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Poll every feed once, drain the pipeline, print a summary, exit."
+        ),
+    ] = False,
     feeds: FeedsFile = None,
     rules: RulesFile = None,
     namespace: Namespace = None,
@@ -286,8 +309,10 @@ def run(
                 summary = pipeline.run_once(lambda line: status.update(line))
             _print_summary(summary, as_json)
             if not summary.drained:
-                console.print("[red]error:[/] the pipeline did not drain within "
-                              f"{settings.drain_timeout:.0f}s (RASD_DRAIN_TIMEOUT)")
+                console.print(
+                    "[red]error:[/] the pipeline did not drain within "
+                    f"{settings.drain_timeout:.0f}s (RASD_DRAIN_TIMEOUT)"
+                )
                 raise typer.Exit(3)
         else:
             pipeline.run_forever()
@@ -320,16 +345,12 @@ def worker(
 
             scheduler = FeedScheduler(pipeline.poller(), pipeline.feeds, settings.poll_interval)
             scheduler.start()
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 pipeline.stop.wait()
-            except KeyboardInterrupt:
-                pass
             scheduler.stop()
         else:
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 pipeline.worker(stage).run()
-            except KeyboardInterrupt:
-                pass
     except RasdError as exc:
         fail(exc)
 
@@ -346,8 +367,7 @@ def topics_create(namespace: Namespace = None) -> None:
     from connectors.kafka import Topics, ensure_topics
 
     settings = settings_from(namespace=namespace)
-    created = ensure_topics(settings.kafka_servers, Topics(settings.namespace),
-                            settings.partitions)
+    created = ensure_topics(settings.kafka_servers, Topics(settings.namespace), settings.partitions)
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
@@ -357,43 +377,43 @@ def index_create(namespace: Namespace = None) -> None:
     from connectors.elastic import ElasticStore
 
     settings = settings_from(namespace=namespace)
-    store = ElasticStore(settings.elasticsearch_url, settings.namespace, settings.config_dir,
-                         settings.es_username,
-                         settings.es_password.get_secret_value() if settings.es_password else None)
+    store = ElasticStore.from_settings(settings)
     created = store.ensure()
-    console.print(f"created: {', '.join(created)}" if created else
-                  f"templates updated; indices exist behind {store.alias}")
+    console.print(
+        f"created: {', '.join(created)}"
+        if created
+        else f"templates updated; indices exist behind {store.alias}"
+    )
 
 
 @app.command("reset")
 def reset(
-    namespace: Annotated[str, typer.Option(
-        envvar="RASD_NAMESPACE", show_envvar=True, help="The namespace to delete.")],
+    namespace: Annotated[
+        str,
+        typer.Option(envvar="RASD_NAMESPACE", show_envvar=True, help="The namespace to delete."),
+    ],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a namespace: its topics, consumer groups, indices and templates."""
-    from connectors.elastic import ElasticStore
-    from connectors.kafka import Topics, delete_namespace
-    from rasd.app import STAGES
+    from rasd.app import reset_namespace
 
     if not yes:
-        typer.confirm(f"Delete every topic, group and index of namespace {namespace!r}?",
-                      abort=True)
-    settings = settings_from(namespace=namespace)
-    deleted = delete_namespace(settings.kafka_servers, Topics(namespace), STAGES)
-    store = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir,
-                         settings.es_username,
-                         settings.es_password.get_secret_value() if settings.es_password else None)
-    deleted += store.delete_all()
+        typer.confirm(
+            f"Delete every topic, group and index of namespace {namespace!r}?", abort=True
+        )
+    deleted = reset_namespace(settings_from(namespace=namespace))
     console.print(f"deleted: {', '.join(deleted)}" if deleted else "nothing to delete")
 
 
 @app.command("search")
 def search(
-    query: Annotated[str, typer.Argument(
-        help='Words (ANDed), "a phrase", OR between clauses, -word to exclude.')],
-    stem: Annotated[bool, typer.Option(
-        "--stem", help="Search the stemmed fields (more recall, less precision).")] = False,
+    query: Annotated[
+        str, typer.Argument(help='Words (ANDed), "a phrase", OR between clauses, -word to exclude.')
+    ],
+    stem: Annotated[
+        bool,
+        typer.Option("--stem", help="Search the stemmed fields (more recall, less precision)."),
+    ] = False,
     size: Annotated[int, typer.Option("--size", "-n", help="How many hits.")] = 10,
     namespace: Namespace = None,
     as_json: AsJson = False,
@@ -406,9 +426,7 @@ def search(
     from pipeline.search import build_query
 
     settings = settings_from(namespace=namespace)
-    store = ElasticStore(settings.elasticsearch_url, settings.namespace, settings.config_dir,
-                         settings.es_username,
-                         settings.es_password.get_secret_value() if settings.es_password else None)
+    store = ElasticStore.from_settings(settings)
     try:
         es_query = build_query(query, stem=stem)
     except ValueError as exc:
@@ -421,23 +439,46 @@ def search(
     for hit in hits:
         src = hit["_source"]
         highlight = hit.get("highlight", {})
-        snippet = next((v[0] for k in ("body.exact", "body", "title.exact", "title")
-                        if (v := highlight.get(k))), "")
+        snippet = next(
+            (
+                v[0]
+                for k in ("body.exact", "body", "title.exact", "title")
+                if (v := highlight.get(k))
+            ),
+            "",
+        )
         if as_json:
-            print(json.dumps({"id": hit["_id"], "url": src.get("url"), "title": src.get("title"),
-                              "outlet": src.get("outlet"), "published_at": src.get("published_at"),
-                              "cluster_id": src.get("cluster_id"),
-                              "is_duplicate": src.get("is_duplicate"), "snippet": snippet,
-                              "score": hit.get("_score")}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": hit["_id"],
+                        "url": src.get("url"),
+                        "title": src.get("title"),
+                        "outlet": src.get("outlet"),
+                        "published_at": src.get("published_at"),
+                        "cluster_id": src.get("cluster_id"),
+                        "is_duplicate": src.get("is_duplicate"),
+                        "snippet": snippet,
+                        "score": hit.get("_score"),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             out.print(f"[bold]{src.get('title')}[/]", highlight=False)
-            out.print(f"  {src.get('outlet')} · {src.get('published_at') or '?'} · "
-                      f"{src.get('url')}", highlight=False, markup=False)
+            out.print(
+                f"  {src.get('outlet')} · {src.get('published_at') or '?'} · {src.get('url')}",
+                highlight=False,
+                markup=False,
+            )
             if snippet:
                 from rich.markup import escape
 
-                marked = escape(snippet).replace("<em>", "[bold yellow]").replace(
-                    "</em>", "[/bold yellow]")
+                marked = (
+                    escape(snippet)
+                    .replace("<em>", "[bold yellow]")
+                    .replace("</em>", "[/bold yellow]")
+                )
                 out.print(f"  {marked}", highlight=False)
     if not hits and not as_json:
         console.print("no matching articles")
@@ -446,11 +487,20 @@ def search(
 @app.command("demo")
 def demo(
     once: Annotated[bool, typer.Option("--once", help="One pass, then a summary.")] = False,
-    port: Annotated[int, typer.Option(
-        help="Port of the local demo site; keep it fixed, article ids include the URL.")] = 8765,
-    namespace: Annotated[str, typer.Option(
-        envvar="RASD_DEMO_NAMESPACE", show_envvar=True,
-        help="Namespace of the demo's topics and indices.")] = "demo",
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the local demo site; keep it fixed, article ids include the URL."
+        ),
+    ] = 8765,
+    namespace: Annotated[
+        str,
+        typer.Option(
+            envvar="RASD_DEMO_NAMESPACE",
+            show_envvar=True,
+            help="Namespace of the demo's topics and indices.",
+        ),
+    ] = "demo",
 ) -> None:
     """Serve bundled sample feeds and pages locally and run the pipeline on them
     (no internet needed): watch articles land in Elasticsearch and alerts fire."""
@@ -459,8 +509,9 @@ def demo(
     site = FixtureSite(default_site_root(), port=port).start()
     try:
         base = Settings()
-        feeds_file = write_feeds_file(default_site_root(), site.base_url,
-                                      base.state_dir / "demo-feeds.yaml")
+        feeds_file = write_feeds_file(
+            default_site_root(), site.base_url, base.state_dir / "demo-feeds.yaml"
+        )
         console.print(f"demo site on {site.base_url}; feeds in {feeds_file}")
         args = ["run", "--feeds", str(feeds_file), "--namespace", namespace]
         if once:

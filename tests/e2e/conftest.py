@@ -19,10 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.elastic import ElasticStore
-from connectors.kafka import Topics, delete_namespace
 from pipeline.settings import Settings
-from rasd.app import STAGES
+from rasd.app import reset_namespace
 from rasd.demo import FixtureSite, default_site_root, write_feeds_file
 
 SITE = default_site_root()
@@ -46,14 +44,25 @@ class Run:
     settings: Settings
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "RASD_NAMESPACE": self.namespace,
-                "RASD_ALLOW_PRIVATE_NETWORKS": "true",
-                "RASD_FEEDS_FILE": str(self.feeds), "RASD_RULES_FILE": str(self.rules),
-                "RASD_DRAIN_TIMEOUT": "180", "COLUMNS": "200"}
+        return {
+            **os.environ,
+            "RASD_NAMESPACE": self.namespace,
+            "RASD_ALLOW_PRIVATE_NETWORKS": "true",
+            "RASD_FEEDS_FILE": str(self.feeds),
+            "RASD_RULES_FILE": str(self.rules),
+            "RASD_DRAIN_TIMEOUT": "180",
+            "COLUMNS": "200",
+        }
 
     def rasd(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "rasd", *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "rasd", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def once(self) -> dict[str, Any]:
         """`rasd run --once --json`, which must exit 0; its summary."""
@@ -64,8 +73,13 @@ class Run:
 
     def start(self) -> subprocess.Popen[str]:
         """`rasd run` (continuous) in the background."""
-        return subprocess.Popen([sys.executable, "-m", "rasd", "run"], env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "rasd", "run"],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +99,4 @@ def run(es: Any, kafka_bootstrap: str, unique: str, tmp_path: Path) -> Iterator[
         yield Run(settings.namespace, feeds, rules, site, settings)
     finally:
         site.stop()
-        delete_namespace(kafka_bootstrap, Topics(settings.namespace), STAGES)
-        ElasticStore(settings.elasticsearch_url, settings.namespace,
-                     settings.config_dir).delete_all()
+        reset_namespace(settings)

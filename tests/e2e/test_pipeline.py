@@ -23,8 +23,9 @@ pytestmark = pytest.mark.e2e
 
 def _docs(es: Any, run: Run) -> list[dict[str, Any]]:
     es.indices.refresh(index=f"{run.namespace}-articles")
-    found = es.search(index=f"{run.namespace}-articles", size=100,
-                      query={"match_all": {}})["hits"]["hits"]
+    found = es.search(index=f"{run.namespace}-articles", size=100, query={"match_all": {}})["hits"][
+        "hits"
+    ]
     return [{"_id": h["_id"], **h["_source"]} for h in found]
 
 
@@ -120,9 +121,11 @@ def test_undecodable_messages_go_to_the_dlq_and_the_pipeline_goes_on(
     assert summary["dlq"] == counts_dlq(expectations) + 3
     assert len(_docs(es, run)) == expectations["counts"]["unique_articles"]
 
-    reasons = {(h["rasd.stage"], h["rasd.reason"], r.key)
-               for r in _topic(kafka_bootstrap, f"{run.namespace}.dlq")
-               for h in [{k: v.decode() for k, v in r.headers}]}
+    reasons = {
+        (h["rasd.stage"], h["rasd.reason"], r.key)
+        for r in _topic(kafka_bootstrap, f"{run.namespace}.dlq")
+        for h in [{k: v.decode() for k, v in r.headers}]
+    }
     assert ("extract", "undecodable", b"poison-1") in reasons
     assert ("index", "undecodable", b"poison-2") in reasons
     assert ("alert", "undecodable", b"poison-2") in reasons
@@ -139,8 +142,7 @@ def test_sigterm_mid_stream_then_restart_loses_and_duplicates_nothing(
     try:
         # Stop it as soon as the first article page is being fetched: mid-stream.
         deadline = time.monotonic() + 120
-        while not any("/articles/" in r.path or "/news/" in r.path
-                      for r in run.site.requests):
+        while not any("/articles/" in r.path or "/news/" in r.path for r in run.site.requests):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "rasd run never fetched an article"
             time.sleep(0.05)
