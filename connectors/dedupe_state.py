@@ -14,6 +14,7 @@ zero.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -88,14 +89,7 @@ class KafkaDedupeState:
     def put(self, kind: KeyKind, key: str, entry: DedupeEntry) -> DedupeEntry:
         stored = self.memory.put(kind, key, entry)
         if stored is entry:
-            value = json.dumps(
-                {
-                    "article_id": entry.article_id,
-                    "cluster_id": entry.cluster_id,
-                    "kind": entry.kind,
-                    "duplicate_of": entry.duplicate_of,
-                }
-            )
+            value = json.dumps(dataclasses.asdict(entry))
             self.sink.send(self.topic, f"{kind}:{key}", value.encode())
         return stored
 

@@ -199,13 +199,18 @@ class DedupeEntry:
     """What the state remembers for a key: the first article and its cluster.
 
     Under an article's own id the entry also records the verdict it got
-    (``kind``, ``duplicate_of``), so that a re-delivery gets the same verdict.
+    (``kind``, ``duplicate_of``), so that a re-delivery gets the same verdict,
+    and where the article was first seen (``first_seen``, ISO 8601, and the
+    ``index_name`` derived from it), so that a re-delivery in a later month still
+    lands in the first month's index and never makes a second document.
     """
 
     article_id: str
     cluster_id: str
     kind: DuplicateKind | None = None
     duplicate_of: str | None = None
+    first_seen: str | None = None
+    index_name: str | None = None
 
 
 class DedupeState(Protocol):
@@ -286,11 +291,20 @@ class Deduper:
         digest = _hash_words(words)
         dedupe_body = len(words) >= MIN_BODY_WORDS_FOR_DEDUPE
 
+        seen, index = article.first_seen.isoformat(), article.index_name
+
         def verdict(
-            cluster: str, kind: DuplicateKind | None = None, of: str | None = None
+            cluster: str,
+            kind: DuplicateKind | None = None,
+            of: str | None = None,
+            first: DedupeEntry | None = None,
         ) -> DedupedArticle:
+            fields = _fields_of(article)
+            if first is not None and first.first_seen and first.index_name:
+                fields["first_seen"] = datetime.fromisoformat(first.first_seen)
+                fields["index_name"] = first.index_name
             return DedupedArticle(
-                **_fields_of(article),
+                **fields,
                 body_hash=digest,
                 is_duplicate=kind is not None,
                 duplicate_kind=kind,
@@ -302,7 +316,7 @@ class Deduper:
         if own is not None:
             if dedupe_body:  # an update may have a new body; later copies of it join us
                 self.state.put("body", digest, DedupeEntry(article.id, own.cluster_id))
-            return verdict(own.cluster_id, own.kind, own.duplicate_of)
+            return verdict(own.cluster_id, own.kind, own.duplicate_of, own)
 
         alias_key = article_id(article.canonical_url)
         if alias_key != article.id:
@@ -311,7 +325,14 @@ class Deduper:
                 self.state.put(
                     "url",
                     article.id,
-                    DedupeEntry(article.id, alias.cluster_id, "url", alias.article_id),
+                    DedupeEntry(
+                        article.id,
+                        alias.cluster_id,
+                        "url",
+                        alias.article_id,
+                        first_seen=seen,
+                        index_name=index,
+                    ),
                 )
                 return verdict(alias.cluster_id, "url", alias.article_id)
 
@@ -321,17 +342,26 @@ class Deduper:
                 self.state.put(
                     "url",
                     article.id,
-                    DedupeEntry(article.id, first.cluster_id, "body", first.article_id),
+                    DedupeEntry(
+                        article.id,
+                        first.cluster_id,
+                        "body",
+                        first.article_id,
+                        first_seen=seen,
+                        index_name=index,
+                    ),
                 )
                 return verdict(first.cluster_id, "body", first.article_id)
 
         cluster = article.id
         if self.near is not None:
             cluster = self.near.find_or_add(article.id, " ".join(words)) or article.id
-        stored = self.state.put("url", article.id, DedupeEntry(article.id, cluster))
+        stored = self.state.put(
+            "url", article.id, DedupeEntry(article.id, cluster, first_seen=seen, index_name=index)
+        )
         if alias_key != article.id:
             self.state.put("url", alias_key, DedupeEntry(article.id, stored.cluster_id))
-        return verdict(stored.cluster_id, stored.kind, stored.duplicate_of)
+        return verdict(stored.cluster_id, stored.kind, stored.duplicate_of, stored)
 
 
 def _fields_of(article: Article) -> dict[str, Any]:

@@ -263,3 +263,25 @@ def test_no_hits_no_alerts() -> None:
 def test_article_type_is_accepted_by_enrich_and_dedupe() -> None:
     a: Article = article()
     assert enrich(a).id == Deduper(InMemoryDedupeState()).check(a).id
+
+
+def test_a_redelivery_in_a_later_month_keeps_the_first_index() -> None:
+    """The monthly index is fixed at first sight: a restarted poller that sees the
+    article again next month must not make a second document in another index."""
+    from pipeline.models import monthly_index
+
+    from .helpers import article as make_article
+
+    deduper = Deduper(InMemoryDedupeState())
+    november = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    december = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+    def seen_at(when: datetime) -> Article:
+        a = make_article()
+        return a.model_copy(update={"first_seen": when, "index_name": monthly_index("rasd", when)})
+
+    first = deduper.check(seen_at(november))
+    again = deduper.check(seen_at(december))
+    assert first.index_name == "rasd-articles-2026.11"
+    assert again.index_name == first.index_name
+    assert again.first_seen == november
