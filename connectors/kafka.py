@@ -365,6 +365,80 @@ def _offset(offset: int) -> Any:
         return OffsetAndMetadata(offset, "")
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record of the dead-letter topic, with its headers decoded."""
+
+    offset: int
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def stage(self) -> str:
+        return self.headers.get("rasd.stage", "?")
+
+    @property
+    def reason(self) -> str:
+        return self.headers.get("rasd.reason", "?")
+
+
+def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+    """Every record currently in the dead-letter ``topic``, oldest first per partition."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="rasd-dlq"
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise RetriableError(f"reading {topic} took longer than {timeout:.0f}s")
+            for batch in consumer.poll(timeout_ms=1000).values():
+                letters.extend(
+                    DeadLetter(
+                        r.offset,
+                        r.partition,
+                        r.key,
+                        r.value or b"",
+                        {k: v.decode("utf-8", "replace") for k, v in r.headers},
+                    )
+                    for r in batch
+                )
+        return letters
+    finally:
+        consumer.close()
+
+
+def replay_dead_letters(sink: KafkaSink, letters: Iterable[DeadLetter], dlq_topic: str) -> int:
+    """Send dead letters back to the topic they came from; return how many were sent.
+
+    The replayed record keeps its key and value and gains a ``rasd.replayed_from``
+    header; idempotent sinks make a replay of something already processed harmless.
+    """
+    sent = 0
+    for letter in letters:
+        source = letter.headers.get("rasd.source.topic")
+        if not source:
+            continue
+        sink.send(
+            source,
+            letter.key,
+            letter.value,
+            [("rasd.replayed_from", f"{dlq_topic}:{letter.partition}@{letter.offset}".encode())],
+        )
+        sent += 1
+    sink.flush()
+    return sent
+
+
 def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:
     """Delete the namespace's topics and consumer groups; return what was deleted."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")

@@ -386,6 +386,86 @@ def index_create(namespace: Namespace = None) -> None:
     )
 
 
+dlq_app = typer.Typer(
+    help="The dead-letter topic: what failed, and replaying it.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+StageFilter = Annotated[str | None, typer.Option("--stage", help="Only this stage's letters.")]
+ReasonFilter = Annotated[str | None, typer.Option("--reason", help="Only this reason.")]
+
+
+def _dead_letters(settings: Settings, stage: str | None, reason: str | None) -> list[Any]:
+    from connectors.kafka import Topics, read_dead_letters
+
+    letters = read_dead_letters(settings.kafka_servers, Topics(settings.namespace).dlq)
+    return [
+        d
+        for d in letters
+        if (stage is None or d.stage == stage) and (reason is None or d.reason == reason)
+    ]
+
+
+@dlq_app.command("show")
+def dlq_show(
+    stage: StageFilter = None,
+    reason: ReasonFilter = None,
+    namespace: Namespace = None,
+    as_json: AsJson = False,
+) -> None:
+    """List the dead letters: stage, reason, error and where each came from."""
+    import json
+
+    settings = settings_from(namespace=namespace)
+    letters = _dead_letters(settings, stage, reason)
+    if as_json:
+        for d in letters:
+            print(
+                json.dumps(
+                    {
+                        "partition": d.partition,
+                        "offset": d.offset,
+                        "key": d.key.decode("utf-8", "replace") if d.key else None,
+                        **d.headers,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    table = Table("offset", "stage", "reason", "source", "error")
+    for d in letters:
+        source = (
+            f"{d.headers.get('rasd.source.topic')}:{d.headers.get('rasd.source.partition')}"
+            f"@{d.headers.get('rasd.source.offset')}"
+        )
+        table.add_row(
+            f"{d.partition}@{d.offset}",
+            d.stage,
+            d.reason,
+            source,
+            d.headers.get("rasd.error", "")[:120],
+        )
+    out.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    stage: StageFilter = None, reason: ReasonFilter = None, namespace: Namespace = None
+) -> None:
+    """Send dead letters back to their source topic, e.g. once a fixed bug or a
+    recovered site makes them processable."""
+    from connectors.kafka import KafkaSink, Topics, replay_dead_letters
+
+    settings = settings_from(namespace=namespace)
+    letters = _dead_letters(settings, stage, reason)
+    sink = KafkaSink(settings.kafka_servers, client_id="rasd-dlq-replay")
+    try:
+        sent = replay_dead_letters(sink, letters, Topics(settings.namespace).dlq)
+    finally:
+        sink.close()
+    console.print(f"replayed {sent} dead letter(s)")
+
+
 @app.command("reset")
 def reset(
     namespace: Annotated[

@@ -160,3 +160,34 @@ def test_sigterm_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert len(docs) == expectations["counts"]["unique_articles"]
     assert len({d["canonical_url"] for d in docs}) == len(docs)
     assert _alert_count(es, run) == 1
+
+
+def test_a_dead_letter_replays_once_its_cause_is_fixed(
+    run: Run, es: Any, expectations: dict[str, Any]
+) -> None:
+    """The missing page appears later: `rasd dlq replay` brings its item back."""
+    first = run.once()
+    assert first["dlq"] == counts_dlq(expectations)
+    missing = expectations["missing_path"]
+    caesar = SITE / expectations["caesar_rule"]["article"].lstrip("/")
+    run.site.override(
+        missing,
+        caesar.read_bytes().replace(b"{BASE}", run.site.base_url.encode()),
+        content_type="text/html; charset=utf-8",
+    )
+    replayed = run.rasd("dlq", "replay", "--reason", "http_404")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 dead letter" in replayed.stderr
+    # Poll only the broken feed this time, so the item can only come from the replay.
+    broken = expectations["broken_feed_path"]
+    run.feeds.write_text(
+        f"feeds:\n  - {{url: '{run.site.base_url}{broken}', name: broken, outlet: broken, "
+        "country: sy, language: ar}\n",
+        encoding="utf-8",
+    )
+    again = run.once()
+    assert again["items"] == 0
+    assert again["articles_extracted"] == 1
+    paths = {d["canonical_url"].split(str(run.site.port), 1)[1] for d in _docs(es, run)}
+    assert missing in paths
+    assert len(paths) == expectations["counts"]["unique_articles"] + 1
