@@ -30,6 +30,7 @@ import argparse
 import email.utils
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -80,7 +81,11 @@ _ATOM_TYPE = "application/atom+xml; charset=utf-8"
 
 
 def default_site_root() -> Path:
-    """The bundled demo site in a source checkout: ``tests/fixtures/site``."""
+    """The bundled demo site: ``RASD_DEMO_SITE`` if set (the container image sets it),
+    else ``tests/fixtures/site`` of the source checkout."""
+    explicit = os.environ.get("RASD_DEMO_SITE")
+    if explicit:
+        return Path(explicit)
     return Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "site"
 
 

@@ -1,0 +1,548 @@
+"""The production deployment files, checked without a Docker engine.
+
+``docker-compose.yml``, ``Dockerfile``, ``.dockerignore``, ``.env.example``,
+the setup scripts in ``docker/`` and ``docs/deploy.md`` cannot be run here, so
+these tests check what can be checked statically: the files parse, every
+``rasd ...`` command they run is a real command of the CLI (a renamed command
+fails here), every ``${VAR}`` is documented, the image versions agree with each
+other, with the Python client and with ``rasd stack``, and no secret is written
+in them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from connectors.stack.versions import ES_VERSION, KAFKA_VERSION
+from pipeline.settings import Settings
+from rasd.app import STAGES
+from rasd.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+ENV_EXAMPLE = ROOT / ".env.example"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch"
+KIBANA_IMAGE = "docker.elastic.co/kibana/kibana"
+#: Environment keys whose values are secrets.
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|ENCRYPTIONKEY|API_?KEY", re.IGNORECASE)
+#: ``$$`` (an escaped dollar), ``${NAME...}`` or ``$NAME``, as compose reads them.
+INTERPOLATION = re.compile(
+    r"\$(?:\$|\{(?P<braced>[A-Za-z_]\w*)(?P<rest>[^}]*)\}|(?P<bare>[A-Za-z_]\w*))"
+)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    svc = compose()["services"]
+    assert isinstance(svc, dict) and svc
+    return svc
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string (keys included) in a parsed YAML tree."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+
+
+def variables(text: str) -> Iterator[tuple[str, str]]:
+    """(name, modifier) of each interpolated variable; ``$$`` escapes are skipped."""
+    for m in INTERPOLATION.finditer(text):
+        name = m.group("braced") or m.group("bare")
+        if name:
+            yield name, m.group("rest") or ""
+
+
+def env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f".env.example: not KEY=value: {line!r}"
+        assert key not in values, f".env.example lists {key} twice"
+        values[key] = value
+    return values
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def dockerfile_entrypoint() -> list[str]:
+    match = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert match, "the Dockerfile has no exec-form ENTRYPOINT"
+    return list(yaml.safe_load(match.group(1)))
+
+
+def rasd_services() -> dict[str, dict[str, Any]]:
+    """The services that run the image built from ./Dockerfile."""
+    found = {name: s for name, s in services().items() if s.get("build") is not None}
+    assert found, "no service is built from the Dockerfile"
+    return found
+
+
+def as_argv(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def rasd_invocations(service: dict[str, Any]) -> list[list[str]]:
+    """The rasd argument lists a rasd-image service runs (one per ``rasd`` call)."""
+    entrypoint = as_argv(service["entrypoint"]) if "entrypoint" in service else None
+    command = as_argv(service.get("command"))
+    if entrypoint is None:
+        assert dockerfile_entrypoint() == ["rasd"]
+        return [command]
+    if entrypoint == ["rasd"]:
+        return [command]
+    argv = entrypoint + command
+    assert argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]), f"unexpected entrypoint {argv}"
+    return shell_rasd_calls(" ".join(argv[2:]))
+
+
+def shell_rasd_calls(script: str) -> list[list[str]]:
+    """``rasd ...`` calls in a simple shell line (``&&``, ``||`` and ``;`` lists)."""
+    calls = []
+    for part in re.split(r"&&|\|\||;|\n", script):
+        words = shlex.split(part)
+        if words and words[0] == "rasd":
+            calls.append(words[1:])
+    return calls
+
+
+def subcommands(cmd: Any) -> dict[str, Any] | None:
+    """The sub-commands of a command group, or None for a leaf command."""
+    found = getattr(cmd, "commands", None)
+    return found if isinstance(found, dict) else None
+
+
+def resolve(args: list[str]) -> tuple[list[str], Any, list[str]]:
+    """Walk the command groups: (command path, the leaf command, its own arguments)."""
+    cmd = typer.main.get_command(app)
+    path: list[str] = []
+    rest = list(args)
+    while (subs := subcommands(cmd)) is not None and rest and not rest[0].startswith("-"):
+        assert rest[0] in subs, f"`rasd {' '.join(args)}`: no command {rest[0]!r}"
+        cmd = subs[rest[0]]
+        path.append(rest.pop(0))
+    return path, cmd, rest
+
+
+def assert_real_command(args: list[str], where: str) -> None:
+    path, cmd, rest = resolve(args)
+    assert subcommands(cmd) is None, f"{where}: `rasd {' '.join(args)}` is a group"
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, f"{where}: `rasd {' '.join(args)} --help`:\n{result.output}"
+    if path == ["worker"]:
+        assert rest and rest[0] in (*STAGES, "poll"), f"{where}: unknown stage in {args}"
+
+
+def image_tag(image: str) -> tuple[str, str]:
+    name, _, tag = image.rpartition(":")
+    assert name and tag and "$" not in tag, f"image {image!r} needs a fixed tag"
+    return name, tag
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+
+def test_compose_parses_with_the_expected_services() -> None:
+    names = set(services())
+    expected = {
+        "kafka",
+        "elasticsearch",
+        "kibana",
+        "setup",
+        "poller",
+        "extract",
+        "dedupe",
+        "enrich",
+        "index",
+        "alert",
+    }
+    assert expected <= names, f"missing services: {sorted(expected - names)}"
+    assert set(compose().get("volumes") or {}) >= {"kafka-data", "es-data"}
+
+
+@pytest.mark.parametrize("name", sorted(services()))
+def test_every_service_has_an_image_or_a_build(name: str) -> None:
+    service = services()[name]
+    assert service.get("image") or service.get("build"), f"{name}: neither image nor build"
+
+
+def test_rasd_services_build_from_the_dockerfile() -> None:
+    for name, service in rasd_services().items():
+        build = service["build"]
+        context = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = (
+            "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        )
+        assert (ROOT / context / dockerfile).resolve() == DOCKERFILE, name
+
+
+@pytest.mark.parametrize("name", sorted(rasd_services()))
+def test_every_rasd_command_in_compose_is_a_real_cli_command(name: str) -> None:
+    calls = rasd_invocations(rasd_services()[name])
+    assert calls and all(calls), f"{name}: runs no rasd command"
+    for args in calls:
+        assert_real_command(args, f"service {name}")
+
+
+def test_every_stage_runs_in_its_own_service() -> None:
+    ran = {tuple(args) for s in rasd_services().values() for args in rasd_invocations(s)}
+    for stage in (*STAGES, "poll"):
+        assert ("worker", stage) in ran, f"no service runs `rasd worker {stage}`"
+
+
+def test_setup_creates_topics_and_index_and_workers_wait_for_it() -> None:
+    svc = services()
+    calls = rasd_invocations(svc["setup"])
+    assert ["topics", "create"] in calls and ["index", "create"] in calls
+    for dep in ("kafka", "elasticsearch"):
+        assert svc["setup"]["depends_on"][dep]["condition"] == "service_healthy"
+        assert svc[dep].get("healthcheck", {}).get("test"), f"{dep} has no healthcheck"
+    assert svc["setup"].get("restart", "no") == "no"
+    for name, service in rasd_services().items():
+        if resolve(rasd_invocations(service)[0])[0] == ["worker"]:
+            assert service["depends_on"]["setup"]["condition"] == (
+                "service_completed_successfully"
+            ), name
+            assert service.get("restart") == "unless-stopped", name
+
+
+def test_the_pipeline_settings_are_given_to_every_rasd_service() -> None:
+    required = {
+        "RASD_KAFKA_BOOTSTRAP",
+        "RASD_ES_URL",
+        "RASD_ES_USERNAME",
+        "RASD_ES_PASSWORD",
+        "RASD_NAMESPACE",
+        "RASD_CONTACT_URL",
+    }
+    fields = set(Settings.model_fields)
+    for name, service in rasd_services().items():
+        env = environment(service)
+        assert required <= set(env), f"{name}: missing {sorted(required - set(env))}"
+        for key in env:
+            if key.startswith("RASD_"):
+                # A misspelt variable would be silently ignored by pydantic-settings.
+                assert key.removeprefix("RASD_").lower() in fields, f"{name}: unknown {key}"
+
+
+def test_extract_scales_and_the_poller_does_not() -> None:
+    svc = services()
+    replicas = svc["extract"].get("deploy", {}).get("replicas")
+    assert replicas is not None, "extract sets no deploy.replicas"
+    assert "replicas" not in svc["poller"].get("deploy", {}), "two pollers fetch twice"
+    for service in svc.values():
+        assert "container_name" not in service, "container_name prevents scaling"
+
+
+def test_depends_on_references_exist() -> None:
+    svc = services()
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in svc.items():
+        deps = service.get("depends_on") or {}
+        entries = {d: {} for d in deps} if isinstance(deps, list) else deps
+        for dep, spec in entries.items():
+            assert dep in svc, f"{name} depends on unknown service {dep!r}"
+            assert dep != name
+            condition = (spec or {}).get("condition", "service_started")
+            assert condition in conditions, f"{name} -> {dep}: {condition}"
+            if condition == "service_healthy":
+                assert svc[dep].get("healthcheck"), f"{dep} has no healthcheck"
+            if condition == "service_completed_successfully":
+                assert svc[dep].get("restart", "no") == "no", f"{dep} is not one-shot"
+
+
+def test_every_variable_is_listed_in_env_example() -> None:
+    listed = env_example()
+    used = {name for s in strings(compose()) for name, _ in variables(s)}
+    assert used, "compose reads no variable at all"
+    assert not used - set(listed), f"not in .env.example: {sorted(used - set(listed))}"
+    assert not set(listed) - used, f"unused in compose: {sorted(set(listed) - used)}"
+
+
+def test_every_dollar_is_a_valid_interpolation() -> None:
+    # A lone `$` (e.g. a regex anchor in a healthcheck) makes compose refuse the
+    # file; write `$$` for the container's shell.
+    for text in strings(compose()):
+        stray = INTERPOLATION.sub("", text)
+        assert "$" not in stray, f"invalid interpolation (write $$ for a literal $): {text!r}"
+
+
+def test_no_plaintext_secret_in_compose() -> None:
+    listed = env_example()
+    for name, service in services().items():
+        for key, value in environment(service).items():
+            if not SECRET_KEY.search(key):
+                continue
+            refs = list(variables(value))
+            assert refs and value == f"${{{refs[0][0]}{refs[0][1]}}}", (
+                f"{name}: {key} must be exactly one ${{VAR}} from .env, got {value!r}"
+            )
+            assert not refs[0][1].startswith((":-", "-")), (
+                f"{name}: {key} has a default, i.e. a password in the file"
+            )
+    text = COMPOSE_FILE.read_text(encoding="utf-8").lower()
+    for word in ("changeme", "change-me"):
+        assert word not in text
+    for key, value in listed.items():
+        if SECRET_KEY.search(key) and len(value) >= 6:
+            assert value.lower() not in text, f"the placeholder of {key} is in compose"
+
+
+def test_env_example_holds_placeholders_only() -> None:
+    for key, value in env_example().items():
+        if SECRET_KEY.search(key):
+            assert "change-me" in value, f".env.example: {key} looks like a real secret"
+
+
+def test_image_versions_agree() -> None:
+    svc = services()
+    elastic = [
+        image_tag(s["image"])
+        for s in svc.values()
+        if str(s.get("image", "")).startswith((ES_IMAGE + ":", KIBANA_IMAGE + ":"))
+    ]
+    es_tags = {tag for name, tag in elastic if name == ES_IMAGE}
+    kibana_tags = {tag for name, tag in elastic if name == KIBANA_IMAGE}
+    assert image_tag(svc["elasticsearch"]["image"])[0] == ES_IMAGE
+    assert image_tag(svc["kibana"]["image"])[0] == KIBANA_IMAGE
+    assert es_tags == kibana_tags and len(es_tags) == 1, f"{es_tags} vs {kibana_tags}"
+    (version,) = es_tags
+    client = importlib.metadata.version("elasticsearch")
+    assert version.split(".")[0] == client.split(".")[0], (
+        f"Elasticsearch {version} vs elasticsearch-py {client}: the client refuses another major"
+    )
+    # Production runs the server that the tests run against (`rasd stack`).
+    assert version == ES_VERSION
+    name, tag = image_tag(svc["kafka"]["image"])
+    assert name == "apache/kafka" and tag == KAFKA_VERSION
+
+
+def test_kafka_is_a_single_kraft_node_with_a_volume() -> None:
+    kafka = services()["kafka"]
+    env = environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert any(v.startswith("kafka-data:") for v in kafka["volumes"])
+    for service in rasd_services().values():
+        assert environment(service)["RASD_KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def test_elasticsearch_is_secured_and_has_no_rasd_plugin() -> None:
+    es = services()["elasticsearch"]
+    env = environment(es)
+    assert env["xpack.security.enabled"] == "true"
+    assert env["discovery.type"] == "single-node"
+    assert "-Xmx" in env["ES_JAVA_OPTS"]
+    assert any(v.startswith("es-data:") for v in es["volumes"])
+    # The full distribution has analysis-common; the plugin would clash with it.
+    for text in strings(compose()):
+        assert "elasticsearch-plugin" not in text and "rasd-analysis" not in text
+    assert "build" not in es
+
+
+def test_kibana_uses_kibana_system_set_by_es_setup() -> None:
+    svc = services()
+    env = environment(svc["kibana"])
+    assert env["ELASTICSEARCH_USERNAME"] == "kibana_system"
+    assert any(str(p).endswith(":5601") for p in svc["kibana"]["ports"])
+    setup = svc["kibana"]["depends_on"]["es-setup"]["condition"]
+    assert setup == "service_completed_successfully"
+
+
+def test_mounted_setup_scripts_exist_and_parse() -> None:
+    bash = shutil.which("bash")
+    for name, service in services().items():
+        for volume in service.get("volumes") or []:
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./"):
+                path = ROOT / source
+                assert path.is_file(), f"{name} mounts missing {source}"
+                if path.suffix == ".sh" and bash:
+                    subprocess.run([bash, "-n", str(path)], check=True)
+
+
+# --- Dockerfile and .dockerignore ----------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            op, _, args = line.partition(" ")
+            out.append((op.upper(), args.strip()))
+    return out
+
+
+def test_dockerfile_builds_a_non_root_rasd_image() -> None:
+    steps = dockerfile_instructions()
+    froms = [args for op, args in steps if op == "FROM"]
+    assert froms and froms[-1].split()[0] == "python:3.12-slim"
+    users = [args for op, args in steps if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "runs as root"
+    runs = " ".join(args for op, args in steps if op == "RUN")
+    assert re.search(r"pip install (--\S+ )*\.(\s|$)", runs), "does not `pip install .`"
+    assert "[test]" not in runs and "[dev]" not in runs, "installs dev dependencies"
+    assert dockerfile_entrypoint() == ["rasd"]
+
+
+def test_dockerfile_points_rasd_at_its_config() -> None:
+    steps = dockerfile_instructions()
+    env = " ".join(args for op, args in steps if op == "ENV")
+    match = re.search(r"RASD_CONFIG_DIR=(\S+)", env)
+    assert match, "an installed rasd cannot find config/ next to its package"
+    workdir = Path("/")
+    copied = {}
+    for op, args in steps:
+        if op == "WORKDIR":
+            workdir = workdir / args
+        elif op == "COPY" and not args.startswith("--"):
+            *sources, dest = args.split()
+            if len(sources) == 1:
+                copied[str(workdir / dest)] = sources[0].rstrip("/")
+    assert copied.get(match.group(1)) == "config", "RASD_CONFIG_DIR is not the copied config/"
+
+
+def ignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    rules = []
+    for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex += "(?:.*/)?"
+                i += 3
+            elif pattern.startswith("**", i):
+                regex += ".*"
+                i += 2
+            elif pattern[i] == "*":
+                regex += "[^/]*"
+                i += 1
+            elif pattern[i] == "?":
+                regex += "[^/]"
+                i += 1
+            else:
+                regex += re.escape(pattern[i])
+                i += 1
+        # A pattern that matches a directory excludes everything below it.
+        rules.append((negate, re.compile(f"{regex}(?:/.*)?")))
+    return rules
+
+
+def ignored(path: str) -> bool:
+    """Docker's rule: the last pattern that matches the path decides."""
+    verdict = False
+    for negate, regex in ignore_rules():
+        if regex.fullmatch(path):
+            verdict = not negate
+    return verdict
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "pyproject.toml",
+        "README.md",
+        "rasd/cli.py",
+        "pipeline/settings.py",
+        "connectors/stack/java/org/rasd/analysis/RasdAnalysisPlugin.java",
+        "config/feeds.yaml",
+        "config/rules.yaml",
+        "config/elasticsearch/articles-template.json",
+        "tests/fixtures/site/feeds.yaml",
+        "tests/fixtures/site/sham/feed.xml",
+    ],
+)
+def test_dockerignore_keeps(path: str) -> None:
+    assert not ignored(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".env",
+        "rasd/__pycache__/cli.cpython-312.pyc",
+        "tests/unit/test_compose.py",
+        "tests/e2e/conftest.py",
+        ".pytest_cache/v/x",
+    ],
+)
+def test_dockerignore_drops(path: str) -> None:
+    assert ignored(path)
+
+
+def test_dockerfile_copies_exist_and_are_not_ignored() -> None:
+    for op, args in dockerfile_instructions():
+        if op != "COPY" or args.startswith("--from"):
+            continue
+        *sources, _dest = args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: missing"
+            assert not ignored(source.rstrip("/")), f"COPY {source}: in .dockerignore"
+
+
+# --- docs/deploy.md -----------------------------------------------------------------------
+
+
+def test_rasd_commands_in_the_deploy_doc_are_real() -> None:
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.DOTALL)
+    calls = []
+    for block in blocks:
+        for line in block.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            words = shlex.split(line) if line and not line.startswith("#") else []
+            if "rasd" in words:
+                calls.append(words[words.index("rasd") + 1 :])
+    assert calls, "docs/deploy.md shows no rasd command"
+    for args in calls:
+        assert_real_command(args, "docs/deploy.md")
