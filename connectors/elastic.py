@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ class ElasticStore:
         self.config_dir = config_dir
         self._auth = (username, password) if username and password else None
         self._client: Elasticsearch | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str | None = None) -> ElasticStore:
@@ -86,7 +88,11 @@ class ElasticStore:
 
     @property
     def client(self) -> Elasticsearch:
-        """The raw elasticsearch-py client (created on first use)."""
+        """The raw elasticsearch-py client (created on first use, once, under a lock)."""
+        with self._lock:
+            return self._make_client()
+
+    def _make_client(self) -> Elasticsearch:
         if self._client is None:
             self._client = Elasticsearch(
                 self.url,
@@ -188,6 +194,11 @@ class ElasticStore:
                 info = next(iter(item.values()))
                 article = by_id[info["_id"]]
                 status = int(info.get("status", 0))
+                if not ok and "exception" in info:
+                    # The whole request failed (bad credentials, a proxy, a 413): the
+                    # helper reports it on every item; no article is at fault.
+                    retriable.append(f"{info['_id']}: request failed: {info['exception']!r}")
+                    continue
                 if ok:
                     report.written.append(article)
                 elif status == 429 or status >= 500 or status == 0:
@@ -216,7 +227,7 @@ class ElasticStore:
     def search(
         self, query: dict[str, Any], size: int = 10, filters: list[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
-        """Hits of ``query`` on the articles alias, newest first, with highlights."""
+        """Hits of ``query`` on the articles alias, best first (then newest), highlighted."""
         body_query = {"bool": {"must": [query], "filter": filters or []}}
         response = self.client.search(
             index=self.alias,
@@ -239,8 +250,9 @@ class ElasticStore:
     def alert_exists(self, alert_id: str) -> bool:
         try:
             return bool(self.client.exists(index=self.alerts_index, id=alert_id))
-        except TransportError as exc:
-            raise RetriableError(f"Elasticsearch unreachable: {exc}") from exc
+        except (TransportError, ApiError) as exc:
+            # Down, overloaded or refusing our credentials: nothing to decide yet.
+            raise RetriableError(f"alerts index {self.alerts_index}: {exc}") from exc
 
     def record_alert(self, alert: Alert) -> bool:
         """Store ``alert``; False if this (rule, cluster) had alerted already."""
@@ -249,7 +261,11 @@ class ElasticStore:
         )
         try:
             # No refresh: `exists` is a real-time GET, so the ledger needs none.
-            self.client.create(index=self.alerts_index, id=alert.id, document=document)
+            # No client-side retry: a retried create that had succeeded would come
+            # back as 409 and the alert would be taken for one raised before.
+            self.client.options(max_retries=0, retry_on_timeout=False).create(
+                index=self.alerts_index, id=alert.id, document=document
+            )
         except ConflictError:
             return False
         except TransportError as exc:

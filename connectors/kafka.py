@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import PermanentError, RetriableError
 
@@ -80,7 +80,12 @@ class Topics:
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
     """Create the pipeline's topics if missing (idempotent); return the ones created."""
     specs: dict[str, dict[str, Any]] = {
-        name: {"num_partitions": partitions, "replication_factor": -1} for name in topics.pipeline()
+        name: {
+            "num_partitions": partitions,
+            "replication_factor": -1,
+            "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        }
+        for name in topics.pipeline()
     }
     # The dedupe state is a changelog: only the latest value per key matters.
     specs[topics.dedupe_state] = {
@@ -101,14 +106,33 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
         admin.close()
 
 
+#: The largest record rasd produces, and the topics' ``max.message.bytes``: an
+#: article body with its metadata stays far below it, but the broker's 1 MB
+#: default is within reach of a long page.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class SendFailed(RetriableError):
+    """Some sent records were not acknowledged; ``failures`` pairs each with its error."""
+
+    def __init__(self, failures: list[tuple[int, Exception]]) -> None:
+        super().__init__(f"{len(failures)} record(s) not acknowledged: {failures[0][1]!r}")
+        self.failures = failures
+
+
 class KafkaSink:
-    """A lazily created idempotent producer with ``acks=all``."""
+    """A lazily created producer with ``acks=all``.
+
+    ``flush`` checks every record sent since the previous flush: the producer's
+    own flush only waits, it does not report a record the broker rejected.
+    """
 
     def __init__(self, bootstrap: str, client_id: str = "rasd") -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self._pending: list[Any] = []
 
     @property
     def producer(self) -> KafkaProducer:
@@ -119,8 +143,13 @@ class KafkaSink:
                     bootstrap_servers=self._bootstrap,
                     client_id=self._client_id,
                     acks="all",
+                    # Not the idempotent producer: after one record is rejected as too
+                    # large, kafka-python's idempotent producer fails every later send
+                    # to that partition. Duplicates from retries are absorbed by the
+                    # consumers, which are idempotent by article id anyway.
+                    enable_idempotence=False,
                     linger_ms=5,
-                    max_request_size=8 * 1024 * 1024,
+                    max_request_size=MAX_MESSAGE_BYTES,
                 )
             return self._producer
 
@@ -132,16 +161,42 @@ class KafkaSink:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> Any:
         raw_key = key.encode() if isinstance(key, str) else key
-        return self.producer.send(topic, key=raw_key, value=value, headers=list(headers))
+        try:
+            future = self.producer.send(topic, key=raw_key, value=value, headers=list(headers))
+        except KafkaError as exc:
+            # e.g. a record over max_request_size, rejected before it is queued.
+            future = _FailedSend(exc)
+        self._pending.append(future)
+        return future
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Block until every sent record is acknowledged; RetriableError otherwise."""
-        if self._producer is None:
-            return
-        try:
-            self._producer.flush(timeout=timeout)
-        except KafkaError as exc:
-            raise RetriableError(f"Kafka did not acknowledge: {exc}") from exc
+        """Block until every record sent since the last flush is acknowledged.
+
+        Raises :class:`SendFailed` (retriable) naming, by position in send order
+        since the last flush, each record that failed and why.
+        """
+        pending, self._pending = self._pending, []
+        with self._lock:
+            producer = self._producer
+        if producer is not None:
+            try:
+                producer.flush(timeout=timeout)
+            except KafkaError as exc:
+                raise SendFailed([(i, exc) for i in range(len(pending))]) from exc
+        failures = [
+            (i, f.exception if f.exception is not None else KafkaError("not delivered"))
+            for i, f in enumerate(pending)
+            if not f.succeeded()
+        ]
+        if failures:
+            self._reset()  # start the next batch with a producer in a known state
+            raise SendFailed(failures)
+
+    def _reset(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
 
     def close(self) -> None:
         with self._lock:
@@ -150,13 +205,30 @@ class KafkaSink:
                 self._producer = None
 
 
+class _FailedSend:
+    """Stands in for the future of a send that failed before it was queued."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exception = exc
+
+    def succeeded(self) -> bool:
+        return False
+
+
+def too_large(exc: Exception) -> bool:
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
+
+
 @dataclass(frozen=True)
 class Output:
-    """A record a stage wants produced."""
+    """A record a stage wants produced; ``source`` is the input record it came from."""
 
     topic: str
     key: str
     value: bytes
+    source: Any = None
 
 
 @dataclass
@@ -203,8 +275,20 @@ def per_record(
                         )
                         break
                     time.sleep(backoff(attempt, base_delay))
+                except Exception as exc:
+                    # A bug, or a library failing on this input: the record goes to
+                    # the DLQ (replayable once fixed) instead of blocking the partition.
+                    log.exception(
+                        "unexpected error on %s:%s@%s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                    )
+                    result.count("unexpected")
+                    result.failed.append((record, PermanentError("unexpected", repr(exc))))
+                    break
                 else:
-                    result.outputs.extend(produced)
+                    result.outputs.extend(Output(o.topic, o.key, o.value, record) for o in produced)
                     result.count("ok" if produced else "dropped")
                     break
         return result
@@ -288,12 +372,8 @@ class StageWorker:
         attempt = 0
         while True:
             try:
-                result = self.handler(records)
-                for out in result.outputs:
-                    self.sink.send(out.topic, out.key, out.value)
-                for record, error in result.failed:
-                    self._dead_letter(record, error)
-                self.sink.flush()
+                result = self._handle(records)
+                self._deliver(result)
                 if self.on_flushed is not None:
                     self.on_flushed(result)
                 break
@@ -316,6 +396,64 @@ class StageWorker:
             self.stats.inc(self.stage, outcome, n)
         self.stats.inc(self.stage, "dlq", len(result.failed))
         self._commit(records)
+
+    def _handle(self, records: list[Any]) -> BatchResult:
+        """The handler's result. An unexpected exception (a bug, a library failing on
+        one input) is narrowed down by handling each record alone; the record that
+        still fails goes to the DLQ, so one poison record never blocks a partition."""
+        try:
+            return self.handler(records)
+        except RetriableError:
+            raise
+        except Exception as exc:
+            if len(records) == 1:
+                record = records[0]
+                log.exception(
+                    "%s: unexpected error on %s:%s@%s",
+                    self.stage,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+                alone = BatchResult()
+                alone.count("unexpected")
+                alone.failed.append((record, PermanentError("unexpected", repr(exc))))
+                return alone
+            merged = BatchResult()
+            for record in records:
+                part = self._handle([record])
+                merged.outputs.extend(part.outputs)
+                merged.failed.extend(part.failed)
+                for outcome, n in part.outcomes.items():
+                    merged.count(outcome, n)
+            return merged
+
+    def _deliver(self, result: BatchResult) -> None:
+        """Produce the outputs and the dead letters and wait for every acknowledgement."""
+        outputs = list(result.outputs)
+        for out in outputs:
+            self.sink.send(out.topic, out.key, out.value)
+        for record, error in result.failed:
+            self._dead_letter(record, error)
+        try:
+            self.sink.flush()
+        except SendFailed as exc:
+            # An output too big for Kafka is a permanent failure of the record it came
+            # from; anything else (a broker down, a timeout) retries the batch.
+            sources = [
+                outputs[i].source
+                for i, error in exc.failures
+                if i < len(outputs) and too_large(error)
+            ]
+            if len(sources) != len(exc.failures) or any(s is None for s in sources):
+                raise
+            for source in {id(s): s for s in sources}.values():
+                error = PermanentError(
+                    "output_too_large", f"an output exceeds {MAX_MESSAGE_BYTES} bytes"
+                )
+                result.failed.append((source, error))
+                self._dead_letter(source, error)
+            self.sink.flush()
 
     def _dead_letter(self, record: Any, error: PermanentError) -> None:
         log.warning(
@@ -344,11 +482,12 @@ class StageWorker:
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         try:
             self.consumer.commit({tp: _offset(o) for tp, o in offsets.items()})
-        except CommitFailedError as exc:
-            # A rebalance took the partitions away: the new owner redelivers the
-            # batch, and idempotent sinks absorb it.
+        except KafkaError as exc:
+            # A rebalance took the partitions away (CommitFailed, RebalanceInProgress)
+            # or the coordinator did not answer in time: the batch is redelivered to
+            # whoever owns the partitions next, and idempotent sinks absorb it.
             self.stats.inc(self.stage, "commit_failed")
-            log.warning("%s: commit failed after a rebalance: %s", self.stage, exc)
+            log.warning("%s: commit failed: %r", self.stage, exc)
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -359,10 +498,7 @@ class StageWorker:
 def _offset(offset: int) -> Any:
     from kafka.structs import OffsetAndMetadata
 
-    try:
-        return OffsetAndMetadata(offset, "", -1)
-    except TypeError:  # older signature without leader epoch
-        return OffsetAndMetadata(offset, "")
+    return OffsetAndMetadata(offset, "", -1)
 
 
 @dataclass(frozen=True)
@@ -384,23 +520,44 @@ class DeadLetter:
         return self.headers.get("rasd.reason", "?")
 
 
-def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
-    """Every record currently in the dead-letter ``topic``, oldest first per partition."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="rasd-dlq"
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+class DeadLetterReader:
+    """Reads the dead-letter topic to its current end.
+
+    Without ``cursor_group`` it reads everything. With one it starts where the
+    last :meth:`mark_done` of that group left off, so ``rasd dlq replay`` sends
+    each letter once, not every letter ever dead-lettered on every replay.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, cursor_group: str | None = None) -> None:
+        self.topic = topic
+        self.cursor_group = cursor_group
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=cursor_group,
+            enable_auto_commit=False,
+            client_id="rasd-dlq",
+        )
+        self._ends: dict[TopicPartition, int] = {}
+
+    def read(self, timeout: float = 30.0) -> list[DeadLetter]:
+        consumer = self._consumer
+        partitions = consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         if not tps:
             return []
         consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
+        for tp in tps:
+            committed = consumer.committed(tp) if self.cursor_group else None
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        self._ends = consumer.end_offsets(tps)
         letters: list[DeadLetter] = []
         deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
+        while any(consumer.position(tp) < self._ends[tp] for tp in tps):
             if time.monotonic() > deadline:
-                raise RetriableError(f"reading {topic} took longer than {timeout:.0f}s")
+                raise RetriableError(f"reading {self.topic} took longer than {timeout:.0f}s")
             for batch in consumer.poll(timeout_ms=1000).values():
                 letters.extend(
                     DeadLetter(
@@ -411,10 +568,26 @@ def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list
                         {k: v.decode("utf-8", "replace") for k, v in r.headers},
                     )
                     for r in batch
+                    if r.offset < self._ends[TopicPartition(r.topic, r.partition)]
                 )
         return letters
+
+    def mark_done(self) -> None:
+        """Move the cursor past everything :meth:`read` returned."""
+        if self.cursor_group and self._ends:
+            self._consumer.commit({tp: _offset(end) for tp, end in self._ends.items()})
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+    """Every record currently in the dead-letter ``topic``, oldest first per partition."""
+    reader = DeadLetterReader(bootstrap, topic)
+    try:
+        return reader.read(timeout)
     finally:
-        consumer.close()
+        reader.close()
 
 
 def replay_dead_letters(sink: KafkaSink, letters: Iterable[DeadLetter], dlq_topic: str) -> int:
@@ -447,11 +620,12 @@ def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> l
         doomed = [t for t in [*topics.pipeline(), topics.dedupe_state] if t in existing]
         if doomed:
             admin.delete_topics(doomed)
-        listed = admin.list_groups()
-        names = {g["group_id"] if isinstance(g, dict) else g[0] for g in listed}
+        names = {g["group_id"] for g in admin.list_groups()}
         groups = [topics.group(s) for s in stages if topics.group(s) in names]
         if groups:
-            admin.delete_groups(groups)
+            outcome = admin.delete_groups(groups)
+            # A group that still has members is not deleted; do not claim it was.
+            groups = [g for g in groups if outcome.get(g) in (None, "OK")]
         return doomed + groups
     finally:
         admin.close()

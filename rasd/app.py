@@ -50,7 +50,8 @@ def reset_namespace(settings: Settings) -> list[str]:
     """Delete every topic, consumer group, index and template of the settings' namespace."""
     from connectors.kafka import delete_namespace
 
-    deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), STAGES)
+    groups = (*STAGES, "dlq-replay")
+    deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), groups)
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()
@@ -232,12 +233,12 @@ class Pipeline:
             try:
                 created = self.store.record_alert(alert)
             except PermanentError as exc:
-                # The alert is on the topic and in the log already; only Kibana misses it.
+                # The alert is on the topic; it still goes to the log, only Kibana misses it.
                 self.stats.inc("alert", "index_failed")
                 log.error(
                     "alert %s could not be stored in %s: %s", alert.id, self.store.alerts_index, exc
                 )
-                continue
+                created = True
             if created:
                 self.stats.inc("alert", "alerts")
                 alert_log.warning(
@@ -305,7 +306,8 @@ class Pipeline:
             quiet = quiet + 1 if pending == 0 else 0
             if quiet >= 2:
                 return True
-            time.sleep(1.0)
+            if self.stop.wait(1.0):
+                return False  # interrupted (Ctrl-C, SIGTERM)
         return False
 
     def run_once(self, progress: Callable[[str], None]) -> Summary:

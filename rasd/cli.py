@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.errors import RasdError
@@ -43,7 +44,7 @@ def settings_from(**overrides: Any) -> Settings:
 
 def fail(exc: RasdError) -> None:
     """Print a clear one-line error (and the log tail it carries), then exit 1."""
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
     log_tail = getattr(exc, "log_tail", "")
     if log_tail:
         console.print("[dim]" + log_tail.replace("[", r"\[") + "[/]")
@@ -308,6 +309,9 @@ def run(
             with console.status("rasd run --once") as status:
                 summary = pipeline.run_once(lambda line: status.update(line))
             _print_summary(summary, as_json)
+            if not summary.drained and pipeline.stop.is_set():
+                console.print("[red]interrupted[/] before the pipeline drained")
+                raise typer.Exit(130)
             if not summary.drained:
                 console.print(
                     "[red]error:[/] the pipeline did not drain within "
@@ -353,6 +357,8 @@ def worker(
                 pipeline.worker(stage).run()
     except RasdError as exc:
         fail(exc)
+    finally:
+        pipeline.shutdown([])
 
 
 topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
@@ -378,7 +384,10 @@ def index_create(namespace: Namespace = None) -> None:
 
     settings = settings_from(namespace=namespace)
     store = ElasticStore.from_settings(settings)
-    created = store.ensure()
+    try:
+        created = store.ensure()
+    finally:
+        store.close()
     console.print(
         f"created: {', '.join(created)}"
         if created
@@ -450,19 +459,34 @@ def dlq_show(
 
 @dlq_app.command("replay")
 def dlq_replay(
-    stage: StageFilter = None, reason: ReasonFilter = None, namespace: Namespace = None
+    stage: StageFilter = None,
+    reason: ReasonFilter = None,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Also letters that earlier replays passed.")
+    ] = False,
+    namespace: Namespace = None,
 ) -> None:
     """Send dead letters back to their source topic, e.g. once a fixed bug or a
-    recovered site makes them processable."""
-    from connectors.kafka import KafkaSink, Topics, replay_dead_letters
+    recovered site makes them processable. Each replay starts where the previous
+    one ended (letters its filters skipped included), unless --from-start."""
+    from connectors.kafka import DeadLetterReader, KafkaSink, Topics, replay_dead_letters
 
     settings = settings_from(namespace=namespace)
-    letters = _dead_letters(settings, stage, reason)
+    topics = Topics(settings.namespace)
+    cursor = None if from_start else topics.group("dlq-replay")
+    reader = DeadLetterReader(settings.kafka_servers, topics.dlq, cursor)
     sink = KafkaSink(settings.kafka_servers, client_id="rasd-dlq-replay")
     try:
-        sent = replay_dead_letters(sink, letters, Topics(settings.namespace).dlq)
+        letters = [
+            d
+            for d in reader.read()
+            if (stage is None or d.stage == stage) and (reason is None or d.reason == reason)
+        ]
+        sent = replay_dead_letters(sink, letters, topics.dlq)
+        reader.mark_done()
     finally:
         sink.close()
+        reader.close()
     console.print(f"replayed {sent} dead letter(s)")
 
 
@@ -514,8 +538,10 @@ def search(
     try:
         hits = store.search(es_query, size=size)
     except Exception as exc:  # the client's errors are many; all mean "cannot search"
-        console.print(f"[bold red]error:[/] search failed: {exc}")
+        console.print(f"[bold red]error:[/] search failed: {escape(str(exc))}")
         raise typer.Exit(1) from None
+    finally:
+        store.close()
     for hit in hits:
         src = hit["_source"]
         highlight = hit.get("highlight", {})
@@ -552,8 +578,6 @@ def search(
                 markup=False,
             )
             if snippet:
-                from rich.markup import escape
-
                 marked = (
                     escape(snippet)
                     .replace("<em>", "[bold yellow]")
@@ -599,7 +623,10 @@ def demo(
         import os
 
         os.environ["RASD_ALLOW_PRIVATE_NETWORKS"] = "true"
-        app(args, standalone_mode=False)
+        # Without standalone mode, app() returns the exit code instead of raising it.
+        code = app(args, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            raise typer.Exit(code)
         if once:
             console.print(f'try: rasd search --namespace {namespace} "قيصر"')
     finally:
@@ -607,4 +634,41 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a server that is down or a bad setting is one clear line, not a traceback."""
+    from elastic_transport import TransportError as EsTransportError
+    from elasticsearch import ApiError
+    from kafka.errors import KafkaError
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except RasdError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(1)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        console.print(f"[bold red]error:[/] invalid setting: {escape(problems)}")
+        sys.exit(2)
+    except KafkaError as exc:
+        settings = _settings_or_none()
+        where = settings.kafka_servers if settings else "the configured servers"
+        console.print(
+            f"[bold red]error:[/] Kafka at {where}: {exc!r} (is it running? `rasd stack up`)"
+        )
+        sys.exit(1)
+    except (EsTransportError, ApiError) as exc:
+        settings = _settings_or_none()
+        where = settings.elasticsearch_url if settings else "the configured URL"
+        console.print(
+            f"[bold red]error:[/] Elasticsearch at {where}: {escape(str(exc))} (is it running?)"
+        )
+        sys.exit(1)
+
+
+def _settings_or_none() -> Settings | None:
+    try:
+        return Settings()
+    except Exception:  # only for naming the endpoint in an error message
+        return None

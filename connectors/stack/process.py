@@ -144,13 +144,17 @@ def stop(pid: int, timeout: float = 60.0) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
-def sweep(path_marker: str) -> list[int]:
-    """Kill any process whose command line mentions ``path_marker``; return their pids."""
+def sweep(state_dir: str) -> list[int]:
+    """Kill leftover JVMs of a service: java processes with an argument inside
+    ``state_dir``. Only java: a `less` on one of its logs is left alone."""
     me = os.getpid()
+    inside = state_dir.rstrip(os.sep) + os.sep
     found: list[psutil.Process] = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if proc.info["pid"] != me and path_marker in cmdline:
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        args = proc.info.get("cmdline") or []
+        if proc.info["pid"] == me or not args or os.path.basename(args[0]) != "java":
+            continue
+        if any(inside in arg or arg.endswith(state_dir) for arg in args[1:]):
             found.append(proc)
     for proc in found:
         with contextlib.suppress(psutil.Error):

@@ -178,6 +178,9 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(
     replayed = run.rasd("dlq", "replay", "--reason", "http_404")
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1 dead letter" in replayed.stderr
+    # The cursor moved: replaying again sends nothing twice.
+    twice = run.rasd("dlq", "replay", "--reason", "http_404")
+    assert "replayed 0 dead letter" in twice.stderr, twice.stderr
     # Poll only the broken feed this time, so the item can only come from the replay.
     broken = expectations["broken_feed_path"]
     run.feeds.write_text(

@@ -94,3 +94,21 @@ def test_elasticsearch_config_is_local_and_single_node(tmp_path: Path) -> None:
     assert "http.port: 19200" in yml
     assert "discovery.type: single-node" in yml
     assert "cluster.initial_master_nodes" not in yml
+
+
+def test_sweep_leaves_non_java_processes_alone(tmp_path: Path) -> None:
+    """`stack down` sweeps leftover JVMs, never e.g. a pager open on one of the logs."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "kafka"
+    state.mkdir()
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", str(state / "logs" / "server.log")]
+    )
+    try:
+        assert process.sweep(str(state)) == []
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
