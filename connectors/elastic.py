@@ -32,12 +32,31 @@ log = logging.getLogger(__name__)
 _NOT_INDEXED = {"normalized_title", "normalized_body", "index_name"}
 
 
-def load_template(path: Path, pattern: str, alias: str | None) -> dict[str, Any]:
-    """A template file with its index pattern (and alias) set for one namespace."""
+#: The rasd-fold plugin's filter, and what stands in for it on a stock Elasticsearch.
+FOLD_FILTER = "rasd_arabic_fold"
+STOCK_FOLD = "persian_normalization"
+
+
+def load_template(
+    path: Path, pattern: str, alias: str | None, *, fold_filter: bool = True
+) -> dict[str, Any]:
+    """A template file with its index pattern (and alias) set for one namespace.
+
+    With ``fold_filter=False`` (an Elasticsearch without the rasd-fold plugin)
+    ``rasd_arabic_fold`` becomes ``persian_normalization``: ی and ک still fold,
+    but presentation forms, ٱ and the Urdu letters no longer do.
+    """
     template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     template["index_patterns"] = [pattern]
     if alias is not None:
         template["template"]["aliases"] = {alias: {}}
+    if not fold_filter:
+        analysis = template["template"].get("settings", {}).get("analysis", {})
+        for kind in ("analyzer", "normalizer"):
+            for chain in analysis.get(kind, {}).values():
+                chain["filter"] = [
+                    STOCK_FOLD if f == FOLD_FILTER else f for f in chain.get("filter", [])
+                ]
     return template
 
 
@@ -59,8 +78,11 @@ class ElasticStore:
         config_dir: Path,
         username: str | None = None,
         password: str | None = None,
+        *,
+        fold_filter: bool = True,
     ) -> None:
         self.url = url
+        self.fold_filter = fold_filter
         self.namespace = namespace
         self.config_dir = config_dir
         self._auth = (username, password) if username and password else None
@@ -76,6 +98,7 @@ class ElasticStore:
             settings.config_dir,
             settings.es_username,
             password,
+            fold_filter=settings.es_fold_filter,
         )
 
     @property
@@ -142,6 +165,7 @@ class ElasticStore:
                 self.config_dir / "elasticsearch" / "articles-template.json",
                 f"{self.alias}-*",
                 self.alias,
+                fold_filter=self.fold_filter,
             ),
         )
         es.indices.put_index_template(

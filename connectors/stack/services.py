@@ -314,8 +314,8 @@ class ElasticsearchService:
     def _stage(self, dist_home: Path, jdk: Jdk) -> Jdk:
         """Lay out home, config, data and logs under the state directory."""
         stamp = self.dir / "home.stamp"
-        plugin_stamp = next(dist_home.glob("plugins/*/.rasd-complete"), None)
-        wanted = f"{dist_home}|{plugin_stamp.read_text() if plugin_stamp else ''}"
+        stamps = sorted(dist_home.glob("plugins/*/.rasd-complete"))
+        wanted = f"{dist_home}|" + ",".join(f"{p.parent.name}:{p.read_text()}" for p in stamps)
         if not (stamp.is_file() and stamp.read_text() == wanted and self.home.is_dir()):
             if self.home.exists():
                 shutil.rmtree(self.home)

