@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +62,13 @@ def load_template(
     return template
 
 
+class RasdMigrationError(PermanentError):
+    """A migration step failed; the aliases still point where they pointed before."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("migration_failed", detail)
+
+
 @dataclass
 class WriteReport:
     """Which articles a bulk write stored, and which failed for good (and why)."""
@@ -88,6 +97,7 @@ class ElasticStore:
         self._auth = (username, password) if username and password else None
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()
+        self._months: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str | None = None) -> ElasticStore:
@@ -174,15 +184,154 @@ class ElasticStore:
                 self.config_dir / "elasticsearch" / "alerts-template.json", self.alerts_index, None
             ),
         )
-        for index in (self.monthly_index(now or datetime.now(UTC)), self.alerts_index):
-            if not es.indices.exists(index=index):
-                try:
-                    es.indices.create(index=index)
-                    created.append(index)
-                except ApiError as exc:
-                    if exc.status_code != 400 or "already_exists" not in str(exc):
-                        raise
+        self._months.clear()  # the template may have changed: check months again
+        created += self.ensure_month(self.monthly_index(now or datetime.now(UTC)))
+        if not es.indices.exists(index=self.alerts_index):
+            created += self._create(self.alerts_index, {})
         return created
+
+    # --- monthly indices behind aliases ------------------------------------------------
+    #
+    # A message names its month as ``<ns>-articles-YYYY.MM`` (fixed at first sight).
+    # That name is an alias, the month's write alias, over one physical index
+    # ``<ns>-articles-YYYY.MM-v<template version>``; every physical index is also
+    # in the ``<ns>-articles`` alias that searches use. `rasd index migrate` builds
+    # the next version beside the current one and swaps the aliases atomically,
+    # so messages keep naming the same month whatever its physical index is.
+
+    @property
+    def template_version(self) -> int:
+        meta = json.loads(
+            (self.config_dir / "elasticsearch" / "articles-template.json").read_text("utf-8")
+        )["_meta"]
+        return int(meta["template_version"])
+
+    def physical_index(self, month_alias: str, version: int | None = None) -> str:
+        return f"{month_alias}-v{version or self.template_version}"
+
+    def _create(self, index: str, aliases: dict[str, Any]) -> list[str]:
+        try:
+            self.client.indices.create(index=index, aliases=aliases)
+        except ApiError as exc:
+            if exc.status_code != 400 or "already_exists" not in str(exc):
+                raise
+            return []
+        return [index]
+
+    def ensure_month(self, month_alias: str) -> list[str]:
+        """Make sure ``month_alias`` can be written to; return the indices created."""
+        if month_alias in self._months:
+            return []
+        es = self.client
+        created: list[str] = []
+        # A month alias, or a physical index of the layout before aliases: both work.
+        if not es.indices.exists_alias(name=month_alias) and not es.indices.exists(
+            index=month_alias
+        ):
+            created = self._create(
+                self.physical_index(month_alias),
+                {self.alias: {}, month_alias: {"is_write_index": True}},
+            )
+        self._months.add(month_alias)
+        return created
+
+    def months(self) -> dict[str, str]:
+        """{month alias: its physical index} for every month of the namespace.
+
+        A physical index of the layout before aliases stands for itself.
+        """
+        es = self.client
+        found: dict[str, str] = {}
+        pattern = re.compile(rf"^{re.escape(self.alias)}-\d{{4}}\.\d{{2}}$")
+        aliases = es.indices.get_alias(
+            index=f"{self.alias}-*", allow_no_indices=True, ignore_unavailable=True
+        )
+        for index, info in aliases.items():
+            if pattern.match(index):
+                found[index] = index  # a legacy physical month index
+            for name in info.get("aliases", {}):
+                if pattern.match(name):
+                    found[name] = index
+        return dict(sorted(found.items()))
+
+    def migrate(
+        self, progress: Callable[[str, int, int], None], keep_old: bool = False
+    ) -> list[tuple[str, str, str, int]]:
+        """Move every month to an index made from the current template.
+
+        For each month whose physical index is older than the template: block
+        writes on the old index (the indexer treats the block as retriable and
+        waits), create the new index, copy every document client-side (scan +
+        bulk; the local distribution has no reindex module), check the counts,
+        then move the month alias and the search alias in one atomic
+        ``_aliases`` call and delete the old index (``keep_old`` keeps it,
+        read-only, except for a legacy index that carries the month's name).
+        Returns (month, old index, new index, documents copied) per move.
+        """
+        es = self.client
+        version = self.template_version
+        moved = []
+        for month, source in self.months().items():
+            target = self.physical_index(month, version)
+            if source == target:
+                continue
+            es.indices.add_block(index=source, block="write")
+            es.indices.refresh(index=source)
+            total = int(es.count(index=source)["count"])
+            self._create(target, {})
+
+            def report(n: int, month: str = month, total: int = total) -> None:
+                progress(month, n, total)
+
+            copied = self._copy(source, target, report)
+            es.indices.refresh(index=target)
+            if int(es.count(index=target)["count"]) != total:
+                raise RasdMigrationError(
+                    f"{target} does not hold the {total} documents of {source}"
+                )
+            legacy = source == month  # the old index has the name the alias needs
+            actions: list[dict[str, Any]] = (
+                [{"remove_index": {"index": source}}]
+                if legacy
+                else [
+                    {"remove": {"index": source, "alias": month}},
+                    {"remove": {"index": source, "alias": self.alias}},
+                ]
+            )
+            actions += [
+                {"add": {"index": target, "alias": self.alias}},
+                {"add": {"index": target, "alias": month, "is_write_index": True}},
+            ]
+            es.indices.update_aliases(actions=actions)
+            if not legacy and not keep_old:
+                es.indices.delete(index=source)
+            moved.append((month, source, target, copied))
+        self._months.clear()
+        return moved
+
+    def _copy(self, source: str, target: str, progress: Callable[[int], None]) -> int:
+        copied = 0
+        docs = helpers.scan(
+            self.client,
+            index=source,
+            query={"query": {"match_all": {}}},
+            size=500,
+            preserve_order=False,
+        )
+        actions = (
+            {"_op_type": "index", "_index": target, "_id": d["_id"], "_source": d["_source"]}
+            for d in docs
+        )
+        for ok, item in helpers.streaming_bulk(
+            self.client, actions, chunk_size=500, raise_on_error=False, max_retries=4
+        ):
+            if not ok:
+                raise RasdMigrationError(f"copying into {target} failed: {item}")
+            copied += 1
+            if copied % 500 == 0:
+                progress(copied)
+        progress(copied)
+        return copied
 
     def document(self, article: EnrichedArticle, now: datetime) -> dict[str, Any]:
         doc = article.model_dump(mode="json", exclude=_NOT_INDEXED)
@@ -194,6 +343,11 @@ class ElasticStore:
         """Bulk-index ``articles``; RetriableError if the batch must be tried again."""
         stamp = now or datetime.now(UTC)
         by_id = {a.id: a for a in articles}
+        try:
+            for month in sorted({a.index_name for a in by_id.values()}):
+                self.ensure_month(month)
+        except (TransportError, ApiError) as exc:
+            raise RetriableError(f"Elasticsearch: cannot prepare the monthly index: {exc}") from exc
         actions = [
             {
                 "_op_type": "index",
@@ -225,7 +379,13 @@ class ElasticStore:
                     continue
                 if ok:
                     report.written.append(article)
-                elif status == 429 or status >= 500 or status == 0:
+                elif (
+                    status == 429
+                    or status >= 500
+                    or status == 0
+                    # A write block is temporary: `rasd index migrate` is moving the month.
+                    or "cluster_block_exception" in json.dumps(info.get("error"))
+                ):
                     retriable.append(f"{info['_id']}: {status} {info.get('error')}")
                 else:
                     error = info.get("error") or {}

@@ -509,6 +509,44 @@ def reset(
     console.print(f"deleted: {', '.join(deleted)}" if deleted else "nothing to delete")
 
 
+@index_app.command("migrate")
+def index_migrate(
+    keep_old: Annotated[
+        bool, typer.Option("--keep-old", help="Keep the old indices, read-only.")
+    ] = False,
+    namespace: Namespace = None,
+) -> None:
+    """Move every month to indices made from the current template (after a template
+    change): copy, check, swap the aliases atomically. Writes wait while a month moves."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from connectors.elastic import ElasticStore
+
+    settings = settings_from(namespace=namespace)
+    store = ElasticStore.from_settings(settings)
+    try:
+        store.ensure()  # the current template, which the new indices are made from
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(month: str, done: int, total: int) -> None:
+                if month not in tasks:
+                    tasks[month] = bar.add_task(f"copying {month}", total=total)
+                bar.update(tasks[month], completed=done)
+
+            moved = store.migrate(progress, keep_old=keep_old)
+    except RasdError as exc:
+        fail(exc)
+    finally:
+        store.close()
+    for month, old, new, n in moved:
+        console.print(f"{month}: {old} → {new} ({n} documents)")
+    if not moved:
+        console.print(f"every month already uses template version {store.template_version}")
+
+
 @app.command("search")
 def search(
     query: Annotated[

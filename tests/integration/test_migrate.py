@@ -1,0 +1,127 @@
+"""`rasd index migrate` on the real server: a template change moves every month to
+new indices, the aliases swap atomically, and no document is lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.elastic import ElasticStore
+from pipeline.models import Article, monthly_index
+from pipeline.settings import Settings
+from pipeline.stages import enrich
+from pipeline.urls import article_id
+
+pytestmark = pytest.mark.integration
+
+
+def _articles(namespace: str, months: list[datetime], per_month: int) -> list[Any]:
+    out = []
+    for when in months:
+        for n in range(per_month):
+            url = f"https://example.org/{when:%Y%m}/{n}"
+            out.append(
+                enrich(
+                    Article(
+                        id=article_id(url),
+                        url=url,
+                        canonical_url=url,
+                        feed_url="https://example.org/rss",
+                        outlet="example",
+                        feed_name="example",
+                        country="sy",
+                        language="ar",
+                        title=f"خبر رقم {n}",
+                        first_seen=when,
+                        index_name=monthly_index(namespace, when),
+                        body=f"نص الخبر رقم {n} عن قيصر والمعتقلين.",
+                        fetched_at=when,
+                        http_status=200,
+                    )
+                )
+            )
+    return out
+
+
+def _bump_template(config: Path, tmp: Path) -> Path:
+    copy = tmp / "config"
+    shutil.copytree(config, copy)
+    path = copy / "elasticsearch" / "articles-template.json"
+    template = json.loads(path.read_text())
+    template["_meta"]["template_version"] += 1
+    path.write_text(json.dumps(template, ensure_ascii=False))
+    return copy
+
+
+def test_migrate_moves_every_month_and_loses_nothing(
+    es: Any, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    namespace = f"test-mig-{unique}"
+    october, november = datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
+    old = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
+    new = ElasticStore(
+        settings.elasticsearch_url, namespace, _bump_template(settings.config_dir, tmp_path)
+    )
+    try:
+        old.ensure(november)
+        # A month in the layout before aliases: a physical index with the month's name.
+        legacy = monthly_index(namespace, datetime(2026, 9, 1, tzinfo=UTC))
+        es.indices.create(index=legacy, aliases={old.alias: {}})
+        es.index(index=legacy, id="legacy-1", document={"id": "legacy-1", "title": "قديم"})
+        articles = _articles(namespace, [october, november], 600)
+        report = old.write(articles)
+        assert len(report.written) == 1200 and not report.failed
+        es.indices.refresh(index=old.alias)
+        before = int(es.count(index=old.alias)["count"])
+        assert before == 1201
+
+        seen: dict[str, int] = {}
+        new.ensure(november)
+        moved = new.migrate(lambda month, done, total: seen.__setitem__(month, done))
+
+        v_old, v_new = old.template_version, new.template_version
+        assert {(m, s, t) for m, s, t, _ in moved} == {
+            (legacy, legacy, f"{legacy}-v{v_new}"),
+            (
+                monthly_index(namespace, october),
+                f"{monthly_index(namespace, october)}-v{v_old}",
+                f"{monthly_index(namespace, october)}-v{v_new}",
+            ),
+            (
+                monthly_index(namespace, november),
+                f"{monthly_index(namespace, november)}-v{v_old}",
+                f"{monthly_index(namespace, november)}-v{v_new}",
+            ),
+        }
+        assert seen[monthly_index(namespace, october)] == 600
+        es.indices.refresh(index=new.alias)
+        assert int(es.count(index=new.alias)["count"]) == before
+        ids = {
+            h["_id"]
+            for h in es.search(index=new.alias, size=2000, source=False, query={"match_all": {}})[
+                "hits"
+            ]["hits"]
+        }
+        assert ids == {a.id for a in articles} | {"legacy-1"}
+        # Only new indices remain, each behind its month alias and the search alias.
+        physical = set(es.indices.get(index=f"{new.alias}-*"))
+        assert physical == {t for _, _, t, _ in moved}
+        assert new.months() == {m: t for m, _, t, _ in moved}
+        # Writes after the move land in the new index of their month.
+        again = new.write(_articles(namespace, [november], 1))
+        assert not again.failed
+        assert set(es.indices.get(index=f"{new.alias}-*")) == physical
+        # A second migrate has nothing to do.
+        assert new.migrate(lambda *_: None) == []
+    finally:
+        es.indices.delete(index=f"{namespace}-*", ignore_unavailable=True, allow_no_indices=True)
+        for name in (old.alias, old.alerts_index):
+            if es.indices.exists_index_template(name=name):
+                es.indices.delete_index_template(name=name)
+        old.close()
+        new.close()
