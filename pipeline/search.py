@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.rules import clitic_spellings, term_words
@@ -106,3 +107,51 @@ def build_query(query: str, *, stem: bool = False) -> dict[str, Any]:
     ]
     must_not = [_clause_query(c, stem) for c in excluded]
     return {"bool": {"must": must, "must_not": must_not}}
+
+
+_SPAN = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """``7d``, ``24h``, ``90m``, ``2w`` ago, or an ISO 8601 date/time (UTC if naive)."""
+    text = value.strip()
+    span = _SPAN.match(text)
+    if span:
+        amount, unit = int(span.group(1)), span.group(2)
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither a span like 7d/24h/90m/2w nor an ISO date"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def filters(
+    since: datetime | None = None, outlets: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Filter clauses: published (or, undated, first seen) since ``since``; from ``outlets``."""
+    clauses: list[dict[str, Any]] = []
+    if since is not None:
+        iso = since.isoformat()
+        clauses.append(
+            {
+                "bool": {
+                    "should": [
+                        {"range": {"published_at": {"gte": iso}}},
+                        {
+                            "bool": {
+                                "must_not": {"exists": {"field": "published_at"}},
+                                "filter": {"range": {"first_seen": {"gte": iso}}},
+                            }
+                        },
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
+    if outlets:
+        clauses.append({"terms": {"outlet": outlets}})
+    return clauses

@@ -557,6 +557,13 @@ def search(
         typer.Option("--stem", help="Search the stemmed fields (more recall, less precision)."),
     ] = False,
     size: Annotated[int, typer.Option("--size", "-n", help="How many hits.")] = 10,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Published since: 7d, 24h, 90m, 2w or an ISO date."),
+    ] = None,
+    outlet: Annotated[
+        list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
+    ] = None,
     namespace: Namespace = None,
     as_json: AsJson = False,
 ) -> None:
@@ -565,7 +572,7 @@ def search(
     import json
 
     from connectors.elastic import ElasticStore
-    from pipeline.search import build_query
+    from pipeline.search import build_query, filters, parse_since
 
     settings = settings_from(namespace=namespace)
     store = ElasticStore.from_settings(settings)
@@ -574,7 +581,11 @@ def search(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="QUERY") from None
     try:
-        hits = store.search(es_query, size=size)
+        when = parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        hits = store.search(es_query, size=size, filters=filters(when, outlet))
     except Exception as exc:  # the client's errors are many; all mean "cannot search"
         console.print(f"[bold red]error:[/] search failed: {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -83,6 +83,19 @@ def test_every_article_once_searchable_and_one_alert(
         hits = [json.loads(line) for line in done.stdout.splitlines()]
         assert [h["url"].split(str(run.site.port), 1)[1] for h in hits] == [caesar], query
 
+    def found(*args: str) -> int:
+        done = run.rasd("search", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return len(done.stdout.splitlines())
+
+    # Filters: the story is from sham-news, published on 2026-11-17.
+    assert found("--outlet", "sham-news", "قيصر") == 1
+    assert found("--outlet", "almashreq", "قيصر") == 0
+    assert found("--since", "2026-11-17", "قيصر") == 1
+    assert found("--since", "2026-11-18", "قيصر") == 0
+    # --stem widens to the stemmed field: the caesarean story comes in too.
+    assert found("--stem", "قيصر") > 1
+
     alerts = _topic(kafka_bootstrap, f"{run.namespace}.alerts")
     assert len(alerts) == 1
     alert = json.loads(alerts[0].value)
