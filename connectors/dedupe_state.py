@@ -1,15 +1,15 @@
 """The dedupe stage's state, kept in a compacted Kafka topic so that it survives restarts.
 
 Every new entry is written to ``<ns>.dedupe-state`` (key ``kind:key``, value
-the entry as JSON) through the worker's own producer, so it is acknowledged
-before the worker commits the input that produced it. On start a worker reads
-the whole topic back into memory; before each batch it catches up with what
-other workers wrote. Memory is bounded by :class:`InMemoryDedupeState`'s LRU
-limit, and compaction bounds the topic.
-
-Limit (issue 6 replaces this): two workers that see copies of one story in the
-same instant can both win ``put``; the catch-up makes the window short, not
-zero.
+the entry as JSON, with the article's MinHash under its own id) through the
+worker's own producer, so it is acknowledged before the worker commits the
+input that produced it. On start a worker reads the whole topic back into
+memory and hands each entry to ``on_entry`` (the deduper rebuilds its LSH index
+from the signatures); before each batch it reads the topic to its end again, so
+a worker that takes over the single clustering partition from another one
+decides with everything its predecessor wrote (``docs/dedupe.md``). Memory is
+bounded by :class:`InMemoryDedupeState`'s LRU limit and the LSH index's time
+window; compaction bounds the topic.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -32,12 +33,18 @@ class KafkaDedupeState:
     """A :class:`pipeline.stages.DedupeState` with a Kafka changelog behind it."""
 
     def __init__(
-        self, bootstrap: str, topic: str, sink: KafkaSink, max_entries: int = 1_000_000
+        self,
+        bootstrap: str,
+        topic: str,
+        sink: KafkaSink,
+        max_entries: int = 1_000_000,
+        on_entry: Callable[[KeyKind, str, DedupeEntry], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.sink = sink
         self.memory = InMemoryDedupeState(max_entries)
+        self.on_entry = on_entry
         self._consumer: KafkaConsumer | None = None
 
     def _reader(self) -> KafkaConsumer:
@@ -65,8 +72,18 @@ class KafkaDedupeState:
         return restored
 
     def catch_up(self) -> int:
-        """Apply what other workers wrote since the last call (non-blocking)."""
-        return self._apply(self._reader().poll(timeout_ms=0))
+        """Apply what was written since the last call, up to the topic's current end.
+
+        Blocking until the end offsets read now: a worker that has just been
+        given the clustering partition must see every entry its predecessor
+        had acknowledged before deciding anything.
+        """
+        consumer = self._reader()
+        ends = consumer.end_offsets(list(consumer.assignment()))
+        applied = 0
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            applied += self._apply(consumer.poll(timeout_ms=1000))
+        return applied
 
     def _apply(self, polled: dict[Any, list[Any]]) -> int:
         n = 0
@@ -77,7 +94,10 @@ class KafkaDedupeState:
                 kind, _, key = record.key.decode().partition(":")
                 try:
                     data = json.loads(record.value)
-                    self.memory.put(kind, key, DedupeEntry(**data))
+                    entry = DedupeEntry(**data)
+                    stored = self.memory.put(kind, key, entry)
+                    if self.on_entry is not None and stored is entry:
+                        self.on_entry(kind, key, entry)
                     n += 1
                 except (ValueError, TypeError) as exc:
                     log.warning("dedupe state: skipping bad entry %r: %s", record.key, exc)

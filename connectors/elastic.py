@@ -146,7 +146,8 @@ class ElasticStore:
         es = self.client
         names = sorted(
             es.indices.get(
-                index=f"{self.alias}-*,{self.alerts_index}",
+                # alerts* also covers <ns>-alerts-throttle and <ns>-alerts-undelivered.
+                index=f"{self.alias}-*,{self.alerts_index}*",
                 ignore_unavailable=True,
                 allow_no_indices=True,
             )
@@ -188,6 +189,16 @@ class ElasticStore:
         created += self.ensure_month(self.monthly_index(now or datetime.now(UTC)))
         if not es.indices.exists(index=self.alerts_index):
             created += self._create(self.alerts_index, {})
+        else:
+            # Fields added to the alerts template since the index was made
+            # (severity, throttled) are added in place: new fields never conflict.
+            alerts = load_template(
+                self.config_dir / "elasticsearch" / "alerts-template.json", self.alerts_index, None
+            )
+            es.indices.put_mapping(
+                index=self.alerts_index,
+                properties=alerts["template"]["mappings"]["properties"],
+            )
         return created
 
     # --- monthly indices behind aliases ------------------------------------------------

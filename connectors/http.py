@@ -14,9 +14,13 @@ the two named kinds of :mod:`pipeline.errors`: :class:`HttpRetriableError`
 (timeouts, connection and DNS errors, 408, 429, 5xx, with ``Retry-After``) and
 ``PermanentError(reason)`` (``bad_scheme``, ``bad_url``, ``blocked_address``,
 ``too_many_redirects``, ``redirect_downgrade``, ``too_large``, ``bad_encoding``,
-``http_<status>``). With the default transport the address check runs inside
-the connection dialer, on the addresses it is about to connect to, so there is
-no DNS-rebinding gap between check and connect (Miniflux's design). A caller
+``http_<status>``). Every fetch's outcome (``ok``, ``not_modified`` or the
+error's reason) is counted (:meth:`GuardedClient.outcomes`) and reported to an
+optional ``on_outcome`` hook, which the pipeline points at its counters, so a
+refused address or an aborted bomb is a number in ``rasd run``'s summary.
+With the default transport the address check runs inside the connection
+dialer, on the addresses it is about to connect to, so there is no
+DNS-rebinding gap between check and connect (Miniflux's design). A caller
 that injects its own ``transport`` (tests, a mock) gets the same check done
 once before each hop; that path has the usual resolve-then-connect gap, since
 we do not control how that transport connects. :func:`decode_body` holds the
@@ -37,7 +41,8 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Self
@@ -380,6 +385,7 @@ class GuardedClient:
         read_timeout: float = 10.0,
         max_redirects: int = 5,
         transport: httpx.BaseTransport | None = None,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         if not user_agent.strip():
             raise ValueError("a User-Agent is required: servers must know who is fetching")
@@ -391,6 +397,12 @@ class GuardedClient:
         self.read_timeout = read_timeout
         self.max_redirects = max_redirects
         self._transport = transport
+        # Every fetch ends in one outcome, "ok" or the error's reason
+        # ("blocked_address", "too_large", "timeout"…): counted here, and
+        # reported to ``on_outcome`` (the pipeline's Stats), so that a refused
+        # SSRF target or a bomb is a visible number, not just a log line.
+        self._on_outcome = on_outcome
+        self._outcomes: Counter[str] = Counter()
         self._client: httpx.Client | None = None
         # The poller fetches from a thread pool through one client; creating it
         # twice would leak a connection pool.
@@ -442,13 +454,30 @@ class GuardedClient:
         started = time.monotonic()
         token = _DEADLINE.set(started + self.timeout)
         try:
-            return self._fetch(url, headers or {}, accept, started)
-        except httpx.TimeoutException as exc:
-            raise HttpRetriableError("timeout", f"{url}: {exc}") from exc
-        except httpx.TransportError as exc:  # connect, read, protocol errors
-            raise HttpRetriableError("connection_error", f"{url}: {exc!r}") from exc
+            try:
+                result = self._fetch(url, headers or {}, accept, started)
+            except httpx.TimeoutException as exc:
+                raise HttpRetriableError("timeout", f"{url}: {exc}") from exc
+            except httpx.TransportError as exc:  # connect, read, protocol errors
+                raise HttpRetriableError("connection_error", f"{url}: {exc!r}") from exc
+        except (PermanentError, HttpRetriableError) as exc:
+            self._count(exc.reason)
+            raise
         finally:
             _DEADLINE.reset(token)
+        self._count("ok" if result.status != 304 else "not_modified")
+        return result
+
+    def outcomes(self) -> dict[str, int]:
+        """How many fetches ended in each outcome (``ok``, ``not_modified`` or a reason)."""
+        with self._lock:
+            return dict(self._outcomes)
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self._outcomes[outcome] += 1
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     # ----------------------------------------------------------------- internals
 

@@ -70,6 +70,11 @@ class Topics:
     def dedupe_state(self) -> str:
         return self._t("dedupe-state")
 
+    @property
+    def signed(self) -> str:
+        """Articles with their dedupe keys: one partition, the clustering step's single writer."""
+        return self._t("signed")
+
     def group(self, stage: str) -> str:
         return self._t(stage)
 
@@ -92,6 +97,13 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
         "num_partitions": partitions,
         "replication_factor": -1,
         "configs": {"cleanup.policy": "compact"},
+    }
+    # One partition on purpose: every dedupe decision is made by its one consumer,
+    # in order, so two copies of a story can never both be "first" (docs/dedupe.md).
+    specs[topics.signed] = {
+        "num_partitions": 1,
+        "replication_factor": -1,
+        "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     }
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
     try:
@@ -617,7 +629,9 @@ def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> l
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
-        doomed = [t for t in [*topics.pipeline(), topics.dedupe_state] if t in existing]
+        doomed = [
+            t for t in [*topics.pipeline(), topics.dedupe_state, topics.signed] if t in existing
+        ]
         if doomed:
             admin.delete_topics(doomed)
         names = {g["group_id"] for g in admin.list_groups()}

@@ -1,38 +1,78 @@
-"""The feed poller: fetch a feed, parse it, send its new items to ``<ns>.items``.
+"""The feed poller: fetch a feed politely, parse it, send its new items to ``<ns>.items``.
 
-One broken feed never stops the others: every failure is classified (the
-reason of the ``PermanentError`` or "retriable"), logged, counted and returned
-as a :class:`PollResult`. Items already sent by this process are not sent
-again (a bounded per-feed seen-set); everything downstream is idempotent, so
-a restart that sends them once more costs work, not correctness.
+Each poll reads the feed's :class:`~pipeline.schedule.FeedState` from a
+:class:`~connectors.feed_state.FeedStateStore`, sends a conditional GET
+(``If-None-Match``/``If-Modified-Since``) except every
+``unconditional_every``-th poll, which goes out bare because some servers
+answer 304, or keep their validators, for changed content. A 200 whose body
+hashes the same as last time is not parsed again (the "same hash" outcome).
+One broken feed never stops the others: every failure is classified by reason
+(``http_404``, ``http_503``, ``timeout``, ``dns``, ``tls``,
+``too_many_redirects``, ``html_not_feed``, ``empty_feed``,
+``malformed_feed``…), counted, recorded in the feed's state with a weighted
+backoff, and returned as a :class:`PollResult`; nothing raises out of
+:meth:`FeedPoller.poll`. Only items not in the feed's seen-set go downstream;
+the seen-set keeps an id while the feed still lists it, then for
+``seen_ttl`` seconds, and never more than ``seen_max`` ids. Server hints for
+the next poll come from ``Retry-After``, ``Cache-Control: max-age``, RSS
+``<ttl>`` and ``sy:updatePeriod``, which are read from the raw bytes here so
+that the parser needs no extra hook.
 
-:class:`FeedScheduler` runs one APScheduler 3 job per feed.
+:class:`FeedScheduler` runs one APScheduler 3 job per feed and re-arms it after
+every poll at the interval :func:`pipeline.schedule.next_interval` chose.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import OrderedDict
+import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Final
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.feeds import Feed
+from pipeline.schedule import (
+    FeedState,
+    ScheduleBounds,
+    classify_failure,
+    hint_seconds,
+    max_age_seconds,
+    record_failure,
+    record_success,
+    update_period_seconds,
+    wants_unconditional,
+)
 
+from .feed_state import FeedStateStore
 from .feedparse import parse_feed
-from .http import GuardedClient
+from .http import GuardedClient, HttpRetriableError
 from .kafka import KafkaSink
 from .metrics import Stats
+from .politeness import HostPoliteness
 
 log = logging.getLogger(__name__)
 
 _FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
+# Channel-level hints sit before the first item; 16 KiB is plenty and keeps
+# the scan cheap on 500-item feeds. Tags are ASCII in every encoding we accept.
+_HEAD: Final = 16384
+_TTL: Final = re.compile(rb"<ttl>\s*(\d+)\s*</ttl>", re.IGNORECASE)
+_SY_PERIOD: Final = re.compile(rb"<sy:updatePeriod>\s*(\w+)\s*</sy:updatePeriod>", re.IGNORECASE)
+_SY_FREQ: Final = re.compile(rb"<sy:updateFrequency>\s*(\d+)\s*</sy:updateFrequency>", re.I)
+_HTML: Final = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b", re.I | re.S)
+_DNS_HINTS: Final = ("name or service not known", "nodename nor servname", "getaddrinfo",
+                     "temporary failure in name resolution", "no address associated")  # fmt: skip
+_TLS_HINTS: Final = ("ssl", "certificate", "tls")
 
 
 @dataclass(frozen=True)
@@ -45,10 +85,43 @@ class PollResult:
     items_new: int = 0
     bozo: bool = False
     error: str | None = None
+    #: ``new``, ``not_modified``, ``same_hash`` or the failure reason.
+    outcome: str = "new"
+    status: int | None = None
+
+
+def feed_hints(body: bytes) -> float | None:
+    """Seconds the feed itself asks between polls (``<ttl>`` minutes, ``sy:update*``)."""
+    head = body[:_HEAD]
+    ttl = _TTL.search(head)
+    period = _SY_PERIOD.search(head)
+    freq = _SY_FREQ.search(head)
+    return hint_seconds(
+        float(ttl.group(1)) * 60 if ttl else None,
+        update_period_seconds(
+            period.group(1).decode("ascii") if period else None,
+            freq.group(1).decode("ascii") if freq else None,
+        ),
+    )
+
+
+def failure_reason(exc: Exception) -> str:
+    """A short, countable name for why a fetch failed."""
+    if isinstance(exc, PermanentError):
+        return exc.reason
+    if isinstance(exc, HttpRetriableError):
+        if exc.reason == "connection_error":
+            text = exc.detail.lower()
+            if any(hint in text for hint in _DNS_HINTS):
+                return "dns"
+            if any(hint in text for hint in _TLS_HINTS):
+                return "tls"
+        return exc.reason
+    return "retriable"
 
 
 class FeedPoller:
-    """Polls feeds and produces their new items."""
+    """Polls feeds and produces their new items; see the module docstring."""
 
     def __init__(
         self,
@@ -58,7 +131,12 @@ class FeedPoller:
         namespace: str,
         stats: Stats,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        seen_per_feed: int = 5000,
+        seen_max: int = 5000,
+        *,
+        state: FeedStateStore | None = None,
+        bounds: ScheduleBounds | None = None,
+        seen_ttl: float = 14 * 86400.0,
+        politeness: HostPoliteness | None = None,
     ) -> None:
         self.http = http
         self.sink = sink
@@ -66,34 +144,90 @@ class FeedPoller:
         self.namespace = namespace
         self.stats = stats
         self.clock = clock
-        self.seen_per_feed = seen_per_feed
-        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self.seen_max = seen_max
+        self.seen_ttl = seen_ttl
+        self.state = state if state is not None else FeedStateStore(None)
+        self.bounds = bounds or ScheduleBounds()
+        self.politeness = politeness or HostPoliteness(max_per_host=1_000_000, min_spacing=0.0)
+        # Two polls of one feed at once would race on its state; the scheduler
+        # prevents it (max_instances=1), this guards poll_all and manual calls.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, url: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(url, threading.Lock())
 
     def poll(self, feed: Feed) -> PollResult:
+        with self._lock(feed.url):
+            try:
+                return self._poll(feed)
+            except Exception as exc:  # a bug must not stop the scheduler's job
+                log.exception("feed %s: unexpected error", feed.url)
+                return self._failed(feed, self.state.get(feed.url), "bug", exc)
+
+    def _poll(self, feed: Feed) -> PollResult:
+        state = self.state.get(feed.url)
+        unconditional = wants_unconditional(state, self.bounds)
+        headers: dict[str, str] = {}
+        if not unconditional:
+            if state.etag:
+                headers["If-None-Match"] = state.etag
+            if state.last_modified:
+                headers["If-Modified-Since"] = state.last_modified
         try:
-            page = self.http.fetch(feed.url, accept=_FEED_ACCEPT)
+            page = self.politeness.fetch(self.http, feed.url, headers=headers, accept=_FEED_ACCEPT)
+        except (PermanentError, RetriableError) as exc:
+            return self._failed(feed, state, failure_reason(exc), exc)
+        now_dt = self.clock()
+        now = now_dt.timestamp()
+        state = replace(
+            state,
+            etag=page.headers.get("etag") or state.etag,
+            last_modified=page.headers.get("last-modified") or state.last_modified,
+            polls_since_unconditional=0 if unconditional else state.polls_since_unconditional + 1,
+        )
+        http_hint = max_age_seconds(page.headers.get("cache-control"))
+        if page.status == 304:
+            return self._succeeded(feed, state, now, "not_modified", http_hint, page.status)
+        body_hash = hashlib.blake2b(page.content, digest_size=16).hexdigest()
+        hint = hint_seconds(http_hint, feed_hints(page.content))
+        if body_hash == state.body_hash:
+            return self._succeeded(feed, state, now, "same_hash", hint, page.status)
+        if not page.content.strip():
+            return self._failed(feed, state, "empty_feed", None, status=page.status)
+        try:
             parsed = parse_feed(
                 page.content,
                 feed,
                 fetched_url=page.final_url,
                 content_type=page.content_type,
                 namespace=self.namespace,
-                now=self.clock(),
+                now=now_dt,
             )
         except PermanentError as exc:
-            return self._failed(feed, exc.reason, str(exc))
-        except RetriableError as exc:
-            return self._failed(feed, "retriable", str(exc))
-        seen = self._seen.setdefault(feed.url, OrderedDict())
+            reason = "html_not_feed" if _HTML.match(page.content[:4096]) else exc.reason
+            # Keep the hash unset so a fixed document is parsed at once.
+            return self._failed(feed, state, reason, exc, status=page.status)
+        if not parsed.items:
+            state = replace(state, body_hash=body_hash)
+            return self._failed(feed, state, "empty_feed", None, status=page.status)
+
+        seen = dict(state.seen)
         new = [item for item in parsed.items if item.id not in seen]
         for item in new:
             self.sink.send(self.items_topic, item.id, item.to_json())
         self.sink.flush()
-        for item in new:
-            seen[item.id] = None
-        while len(seen) > self.seen_per_feed:
-            seen.popitem(last=False)
-        self.stats.inc("poll", "feed_ok")
+        for item in parsed.items:
+            # Still listed: keep it (an expired id would come back as "new").
+            seen[item.id] = now
+        seen = {k: t for k, t in seen.items() if now - t <= self.seen_ttl}
+        if len(seen) > self.seen_max:
+            seen = dict(sorted(seen.items(), key=lambda kv: kv[1])[-self.seen_max :])
+        times = tuple(
+            min(item.published_at.timestamp(), now) if item.published_at else now for item in new
+        )
+        state = replace(state, seen=seen, body_hash=body_hash)
         self.stats.inc("poll", "items", len(new))
         if parsed.bozo:
             self.stats.inc("poll", "feed_bozo")
@@ -106,21 +240,81 @@ class FeedPoller:
         if parsed.entries_without_link:
             self.stats.inc("poll", "entries_without_link", parsed.entries_without_link)
         log.info("feed %s: %d entries, %d new", feed.url, len(parsed.items), len(new))
-        return PollResult(feed, True, len(parsed.items), len(new), parsed.bozo)
+        outcome = "new" if new else "no_new"
+        self._succeeded(feed, state, now, outcome, hint, page.status, times)
+        return PollResult(
+            feed,
+            True,
+            len(parsed.items),
+            len(new),
+            parsed.bozo,
+            outcome=outcome,
+            status=page.status,
+        )
 
-    def _failed(self, feed: Feed, reason: str, detail: str) -> PollResult:
+    def _succeeded(
+        self,
+        feed: Feed,
+        state: FeedState,
+        now: float,
+        outcome: str,
+        hint: float | None,
+        status: int,
+        times: tuple[float, ...] = (),
+    ) -> PollResult:
+        state = record_success(
+            state,
+            now,
+            self.bounds,
+            outcome=outcome,
+            new_item_times=times,
+            hint=hint,
+            fixed=feed.interval,
+        )
+        self.state.put(state)
+        self.stats.inc("poll", "feed_ok")
+        self.stats.inc("poll", f"feed_{outcome}")
+        return PollResult(feed, True, outcome=outcome, status=status)
+
+    def _failed(
+        self,
+        feed: Feed,
+        state: FeedState,
+        reason: str,
+        exc: Exception | None,
+        status: int | None = None,
+    ) -> PollResult:
+        retry_after = exc.retry_after if isinstance(exc, HttpRetriableError) else None
+        detail = str(exc) if exc is not None else reason
+        state = record_failure(
+            state,
+            self.clock().timestamp(),
+            self.bounds,
+            reason=reason,
+            detail=detail,
+            retry_after=retry_after,
+            fixed=feed.interval,
+        )
+        self.state.put(state)
         self.stats.inc("poll", "feed_failed")
         self.stats.inc("poll", f"feed_failed:{reason}")
-        log.warning("feed %s failed: %s", feed.url, detail)
-        return PollResult(feed, False, error=detail)
+        self.stats.inc("poll", f"feed_failed_{classify_failure(reason)}")
+        if state.dead:
+            self.stats.inc("poll", "feed_dead")
+        log.warning("feed %s failed (%s): %s", feed.url, reason, detail)
+        if isinstance(exc, HttpRetriableError) and exc.status is not None:
+            status = exc.status
+        return PollResult(feed, False, error=detail, outcome=reason, status=status)
 
     def poll_all(self, feeds: Sequence[Feed], concurrency: int = 8) -> list[PollResult]:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
-            return list(pool.map(self.poll, feeds))
+            results = list(pool.map(self.poll, feeds))
+        self.state.save()
+        return results
 
 
 class FeedScheduler:
-    """One APScheduler job per feed, first run immediately, then every interval."""
+    """One APScheduler job per feed, re-armed after each poll at the chosen interval."""
 
     def __init__(
         self, poller: FeedPoller, feeds: Sequence[Feed], default_interval: int, concurrency: int = 8
@@ -131,6 +325,25 @@ class FeedScheduler:
         self.concurrency = concurrency
         self._scheduler: BackgroundScheduler | None = None
 
+    def _trigger(self, interval: float, start: datetime) -> IntervalTrigger:
+        # Jitter spreads feeds that share an interval so that hosts and the
+        # thread pool do not see them all in the same second.
+        return IntervalTrigger(
+            seconds=max(1, int(interval)),
+            start_date=start,
+            timezone=UTC,
+            jitter=min(30, int(interval) // 10),
+        )
+
+    def _run(self, feed: Feed) -> None:
+        self.poller.poll(feed)
+        state = self.poller.state.get(feed.url)
+        scheduler = self._scheduler
+        if scheduler is None or state.interval is None or state.next_due is None:
+            return
+        due = datetime.fromtimestamp(state.next_due, UTC)
+        scheduler.reschedule_job(feed.url, trigger=self._trigger(state.interval, due))
+
     def start(self) -> None:
         scheduler = BackgroundScheduler(
             executors={"default": {"type": "threadpool", "max_workers": self.concurrency}},
@@ -138,25 +351,113 @@ class FeedScheduler:
         )
         now = datetime.now(UTC)
         for feed in self.feeds:
-            interval = feed.interval or self.default_interval
+            state = self.poller.state.get(feed.url)
+            interval = state.interval or feed.interval or self.default_interval
+            # After a restart a feed waits for the due time it had, not a new poll.
+            first = now
+            if state.next_due is not None:
+                first = max(now, datetime.fromtimestamp(state.next_due, UTC))
             scheduler.add_job(
-                self.poller.poll,
-                "interval",
+                self._run,
+                self._trigger(interval, first),
                 args=[feed],
                 id=feed.url,
                 name=feed.name,
-                seconds=interval,
-                next_run_time=now,
+                next_run_time=first,
                 # One poll at a time per feed; missed runs collapse into one.
                 coalesce=True,
                 max_instances=1,
-                misfire_grace_time=interval,
-                jitter=min(30, interval // 10),
+                misfire_grace_time=max(1, int(interval)),
             )
-        scheduler.start()
         self._scheduler = scheduler
+        scheduler.start()
 
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.poller.state.save()
+
+
+@dataclass(frozen=True)
+class FeedCheck:
+    """What the poller sees in one feed document (``rasd feeds check``)."""
+
+    source: str
+    status: int | None
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    cache_control: str | None
+    hint: float | None
+    encoding: str | None
+    bozo_reason: str | None
+    entries_total: int
+    entries_without_link: int
+    items: list[tuple[str, str, str | None]]  # title, url, published (UTC ISO)
+    error: str | None = None
+
+
+def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
+    """Fetch (http(s) URL) or read (file path) one feed and parse it like the poller."""
+    headers: dict[str, str] = {}
+    status: int | None = None
+    content_type: str | None = None
+    fetched_url = source
+    try:
+        if source.startswith(("http://", "https://")):
+            page = http.fetch(source, accept=_FEED_ACCEPT)
+            headers, status, content_type, fetched_url = (
+                page.headers,
+                page.status,
+                page.headers.get("content-type"),
+                page.final_url,
+            )
+            content = page.content
+        else:
+            from pathlib import Path
+
+            content = Path(source).read_bytes()
+            fetched_url = "https://feed.invalid/"
+    except (PermanentError, RetriableError, OSError) as exc:
+        return FeedCheck(
+            source, status, None, None, None, None, None, None, None, 0, 0, [], str(exc)
+        )
+    base = dict(
+        source=source,
+        status=status,
+        content_type=content_type,
+        etag=headers.get("etag"),
+        last_modified=headers.get("last-modified"),
+        cache_control=headers.get("cache-control"),
+        hint=hint_seconds(max_age_seconds(headers.get("cache-control")), feed_hints(content)),
+    )
+    feed = Feed(url=fetched_url, name="check", outlet="check", country="intl")
+    try:
+        parsed = parse_feed(
+            content, feed, fetched_url=fetched_url, content_type=content_type,
+            namespace="check", now=now,
+        )  # fmt: skip
+    except PermanentError as exc:
+        reason = "html_not_feed" if _HTML.match(content[:4096]) else exc.reason
+        return FeedCheck(
+            **base,  # type: ignore[arg-type]
+            encoding=None,
+            bozo_reason=None,
+            entries_total=0,
+            entries_without_link=0,
+            items=[],
+            error=f"{reason}: {exc.detail}",
+        )
+    items = [
+        (i.title, i.url, i.published_at.isoformat() if i.published_at else None)
+        for i in parsed.items
+    ]
+    return FeedCheck(
+        **base,  # type: ignore[arg-type]
+        encoding=parsed.encoding,
+        bozo_reason=parsed.bozo_reason,
+        entries_total=parsed.entries_total,
+        entries_without_link=parsed.entries_without_link,
+        items=items,
+    )

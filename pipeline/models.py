@@ -33,6 +33,7 @@ __all__ = [
     "FeedItem",
     "Match",
     "RasdModel",
+    "SignedArticle",
     "UtcDatetime",
     "alert_id",
     "monthly_index",
@@ -47,7 +48,9 @@ def _to_utc(value: datetime) -> datetime:
 #: a guessed timezone is how alerting tools end up hours late.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
-DuplicateKind = Literal["url", "body"]
+#: ``url``: same canonical URL as another article; ``body``: the same canonical
+#: body; ``near``: a near-duplicate text (MinHash, see :mod:`pipeline.neardup`).
+DuplicateKind = Literal["url", "body", "near"]
 
 
 def monthly_index(namespace: str, first_seen: datetime) -> str:
@@ -116,6 +119,10 @@ class Article(FeedItem):
     image_url: str | None = None
     charset: str | None = None
     extracted_title: str | None = None
+    #: Language of the extracted text (``ar``, ``fa``…), the page's lang attribute if undetermined.
+    page_language: str | None = None
+    #: The page's own ``rel=canonical`` link (http/https only), next to the feed-derived one.
+    page_canonical_url: str | None = None
     fetched_at: UtcDatetime
     http_status: int
 
@@ -131,6 +138,8 @@ class Article(FeedItem):
         image_url: str | None = None,
         charset: str | None = None,
         extracted_title: str | None = None,
+        page_language: str | None = None,
+        page_canonical_url: str | None = None,
     ) -> Article:
         """The extract stage's constructor: the item's fields plus what the page gave."""
         # Copy only FeedItem's own fields, so passing a subclass instance works too.
@@ -144,7 +153,22 @@ class Article(FeedItem):
             image_url=image_url,
             charset=charset,
             extracted_title=extracted_title,
+            page_language=page_language,
+            page_canonical_url=page_canonical_url,
         )
+
+
+class SignedArticle(Article):
+    """An article with its text keys (topic ``rasd.signed``, the dedupe stage's halfway point).
+
+    The dedupe stage computes the keys on N workers in parallel; the clustering
+    step, a single writer, decides on them without tokenizing again.
+    ``minhash`` is empty when the body is too short to compare.
+    """
+
+    body_hash: str
+    body_words: int = Field(ge=0)
+    minhash: str = ""
 
 
 class DedupedArticle(Article):
@@ -195,3 +219,7 @@ class Alert(RasdModel):
     outlet: str
     matches: list[Match]
     created_at: UtcDatetime
+    #: From the rule (info, low, medium, high, critical); older alerts lack it.
+    severity: str = "medium"
+    #: Raised inside the rule's realert window: recorded, not delivered.
+    throttled: bool = False

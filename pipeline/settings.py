@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     poll_interval: int = Field(
         300, ge=10, description="Seconds between polls of a feed that sets no interval."
     )
+    host_max_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests in flight per host (feeds and articles together)."
+    )
+    host_min_spacing: float = Field(
+        0.5, ge=0, description="Seconds between the starts of two requests to one host."
+    )
+    respect_robots: bool = Field(True, description="Article fetches obey the host's robots.txt.")
     contact_url: str = Field(
         "", description="Where outlets can reach the operator; sent in the User-Agent."
     )
@@ -96,6 +103,15 @@ class Settings(BaseSettings):
         600.0, gt=0, description="`rasd run --once`: seconds to wait for the pipeline to drain."
     )
     log_level: str = Field("INFO", description="Logging level of rasd's own loggers.")
+    dedupe_window_days: float = Field(
+        7.0, gt=0, description="Days an article stays a candidate for near-duplicate matching."
+    )
+    dedupe_threshold: float = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard (word 3-shingles) at which two texts are one story.",
+    )
 
     @property
     def kafka_servers(self) -> str:

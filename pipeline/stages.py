@@ -10,8 +10,8 @@ enrich stage uses (:func:`body_hash`), so nothing is computed twice for a
 different answer. :func:`enrich` also accepts a plain ``Article`` (it then
 computes the hash and marks the article as its own cluster), which is what the
 rules test command and tests use. Dedupe state sits behind the
-:class:`DedupeState` port; near-duplicates (MinHash/LSH, a later issue) plug in
-through :class:`NearDuplicateFinder` without changing this module's callers.
+:class:`DedupeState` port; near-duplicates come from
+:class:`pipeline.neardup.NearDuplicateIndex` (MinHash/LSH over the same tokens).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urljoin
 
+from datasketch import MinHash
+
 from pipeline.arabic import normalize, tokenize
+from pipeline.errors import PermanentError
 from pipeline.feeds import Feed
 from pipeline.models import (
     Alert,
@@ -34,8 +37,16 @@ from pipeline.models import (
     DuplicateKind,
     EnrichedArticle,
     FeedItem,
+    SignedArticle,
     alert_id,
     monthly_index,
+)
+from pipeline.neardup import (
+    NearDupConfig,
+    NearDuplicateIndex,
+    decode_signature,
+    encode_signature,
+    signature,
 )
 from pipeline.rules import RuleHit, RuleMatcher
 from pipeline.urls import article_id, canonicalize_url
@@ -46,12 +57,14 @@ __all__ = [
     "DedupeState",
     "Deduper",
     "InMemoryDedupeState",
-    "NearDuplicateFinder",
+    "TextKeys",
     "body_hash",
     "build_alerts",
     "detect_language",
     "enrich",
     "make_feed_item",
+    "sign",
+    "text_keys",
 ]
 
 # --------------------------------------------------------------------------- discover
@@ -203,6 +216,9 @@ class DedupeEntry:
     and where the article was first seen (``first_seen``, ISO 8601, and the
     ``index_name`` derived from it), so that a re-delivery in a later month still
     lands in the first month's index and never makes a second document.
+    ``signature`` is the article's MinHash (:func:`pipeline.neardup.encode_signature`)
+    when it was remembered for near-duplicate search, so that a restart rebuilds
+    the LSH index from the state alone.
     """
 
     article_id: str
@@ -211,15 +227,16 @@ class DedupeEntry:
     duplicate_of: str | None = None
     first_seen: str | None = None
     index_name: str | None = None
+    signature: str | None = None
 
 
 class DedupeState(Protocol):
     """The dedupe stage's storage port.
 
     ``put`` must be *put-if-absent* and return the entry that is stored after
-    the call (the first writer wins). With N workers that is what keeps two
-    copies of one story, processed at once on different partitions, in one
-    cluster; a store implements it atomically (ES ``create``, Redis ``SET NX``).
+    the call (the first writer wins), so that a re-delivery keeps its first
+    verdict. The N-worker design (``docs/dedupe.md``) gives the state a single
+    writer at a time, so a store does not need cross-process atomicity.
     """
 
     def get(self, kind: KeyKind, key: str) -> DedupeEntry | None: ...
@@ -253,15 +270,34 @@ class InMemoryDedupeState:
         return len(self._data)
 
 
-class NearDuplicateFinder(Protocol):
-    """Seam for near-duplicate clustering (MinHash/LSH in a later issue).
+@dataclass(frozen=True, slots=True)
+class TextKeys:
+    """The dedupe keys of a body: computed once, on any worker (:meth:`Deduper.keys`)."""
 
-    Called only for articles that are not exact duplicates. Returns the
-    ``cluster_id`` of a similar earlier article, or ``None`` after remembering
-    this one as a new cluster.
-    """
+    body_hash: str
+    words: int
+    signature: MinHash | None
 
-    def find_or_add(self, article_id: str, canonical_text: str) -> str | None: ...
+    def encoded_signature(self) -> str:
+        return encode_signature(self.signature) if self.signature is not None else ""
+
+
+def text_keys(body: str, config: NearDupConfig | None = None) -> TextKeys:
+    """The body hash, token count and (given a config) MinHash of ``body``."""
+    words = _body_words(body)
+    sig = signature(words, config) if config is not None else None
+    return TextKeys(_hash_words(words), len(words), sig)
+
+
+def sign(article: Article, config: NearDupConfig) -> SignedArticle:
+    """The dedupe stage's parallel half: the article with its text keys attached."""
+    keys = text_keys(article.body, config)
+    return SignedArticle(
+        **_fields_of(article),
+        body_hash=keys.body_hash,
+        body_words=keys.words,
+        minhash=keys.encoded_signature(),
+    )
 
 
 class Deduper:
@@ -270,26 +306,63 @@ class Deduper:
     Verdicts, in order:
 
     * **Same id seen before** (a re-delivery, or an update of the same article
-      at the same canonical URL): not a duplicate; the cluster decided the
-      first time is kept, so replays give the same verdict.
+      at the same canonical URL, possibly with changed text): the verdict and
+      cluster decided the first time are kept, so replays and updates give the
+      same verdict, the same document and the same alert key.
     * **Canonical URL of an earlier, different article** (the extract stage
       may replace ``canonical_url`` with the page's ``rel=canonical`` or final
       redirect target): ``duplicate_kind="url"``.
     * **Same canonical body as an earlier article**: ``duplicate_kind="body"``,
       ``cluster_id`` = that article's cluster (its id, unless it joined one).
-    * otherwise a new story: its own cluster, unless the near-duplicate finder
-      places it in an existing one (then it is *not* marked a duplicate, only
-      clustered).
+    * **A near-duplicate of an article of the last window** (MinHash/LSH,
+      :mod:`pipeline.neardup`): ``duplicate_kind="near"``, ``duplicate_of`` = the
+      most similar earlier article, ``cluster_id`` = its cluster.
+    * otherwise a new story: its own cluster.
+
+    Every verdict is a new :class:`DedupedArticle`; duplicates are marked, never
+    dropped. :meth:`keys` is the pure, parallel half (tokens, hash, MinHash);
+    :meth:`check` with precomputed keys is the half that must see every
+    decision before it, so it runs as a single writer.
     """
 
-    def __init__(self, state: DedupeState, near: NearDuplicateFinder | None = None) -> None:
+    def __init__(self, state: DedupeState, near: NearDuplicateIndex | None = None) -> None:
         self.state = state
         self.near = near
 
-    def check(self, article: Article) -> DedupedArticle:
-        words = _body_words(article.body)
-        digest = _hash_words(words)
-        dedupe_body = len(words) >= MIN_BODY_WORDS_FOR_DEDUPE
+    def keys(self, body: str) -> TextKeys:
+        return text_keys(body, self.near.config if self.near is not None else None)
+
+    def keys_of(self, article: SignedArticle) -> TextKeys:
+        """The keys a :class:`SignedArticle` carries (no tokenizing again)."""
+        sig = None
+        if self.near is not None and article.minhash:
+            try:
+                sig = decode_signature(article.minhash, self.near.config)
+            except ValueError as exc:  # corrupt, or made with other parameters
+                raise PermanentError("undecodable", f"minhash of {article.id}: {exc}") from exc
+        return TextKeys(article.body_hash, article.body_words, sig)
+
+    def remember(self, kind: KeyKind, key: str, entry: DedupeEntry) -> None:
+        """Feed the near-duplicate index from a state entry read back after a restart."""
+        if (
+            self.near is None
+            or kind != "url"
+            or key != entry.article_id
+            or not entry.signature
+            or not entry.first_seen
+        ):
+            return
+        self.near.add(
+            entry.article_id,
+            entry.cluster_id,
+            decode_signature(entry.signature, self.near.config),
+            datetime.fromisoformat(entry.first_seen),
+        )
+
+    def check(self, article: Article, keys: TextKeys | None = None) -> DedupedArticle:
+        keys = keys or self.keys(article.body)
+        digest = keys.body_hash
+        dedupe_body = keys.words >= MIN_BODY_WORDS_FOR_DEDUPE
 
         seen, index = article.first_seen.isoformat(), article.index_name
 
@@ -353,12 +426,26 @@ class Deduper:
                 )
                 return verdict(first.cluster_id, "body", first.article_id)
 
-        cluster = article.id
-        if self.near is not None:
-            cluster = self.near.find_or_add(article.id, " ".join(words)) or article.id
-        stored = self.state.put(
-            "url", article.id, DedupeEntry(article.id, cluster, first_seen=seen, index_name=index)
+        cluster: str = article.id
+        kind: DuplicateKind | None = None
+        of: str | None = None
+        sig = keys.signature if self.near is not None else None
+        if sig is not None and self.near is not None:
+            match = self.near.query(sig, exclude=article.id)
+            if match is not None:
+                cluster, kind, of = match.cluster_id, "near", match.article_id
+        entry = DedupeEntry(
+            article.id,
+            cluster,
+            kind,
+            of,
+            first_seen=seen,
+            index_name=index,
+            signature=keys.encoded_signature() or None,
         )
+        stored = self.state.put("url", article.id, entry)
+        if sig is not None and self.near is not None:
+            self.near.add(article.id, stored.cluster_id, sig, article.first_seen)
         if alias_key != article.id:
             self.state.put("url", alias_key, DedupeEntry(article.id, stored.cluster_id))
         return verdict(stored.cluster_id, stored.kind, stored.duplicate_of, stored)
@@ -426,6 +513,7 @@ def build_alerts(
             outlet=article.outlet,
             matches=[h.to_match() for h in rule_hits],
             created_at=created,
+            severity=rule_hits[0].severity,
         )
         for rule_id, rule_hits in by_rule.items()
     ]

@@ -25,8 +25,9 @@ __all__ = ["article_id", "canonicalize_url"]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
-#: Query parameters that only track where a click came from. ``utm_*`` is
-#: matched by prefix; everything here is compared lowercased.
+#: Query parameters that only track where a click came from. Prefixed families
+#: (:data:`_TRACKING_PREFIXES`) are matched by prefix; everything is compared
+#: lowercased.
 _TRACKING_PARAMS: Final = frozenset(
     {
         "fbclid",
@@ -53,14 +54,27 @@ _TRACKING_PARAMS: Final = frozenset(
         "spm",
         "share",
         "src",
+        "s_cid",
+        "mkt_tok",
+        "__twitter_impression",
+        "ns_source",
+        "ns_mchannel",
+        "ns_campaign",
+        "ns_linkname",
+        "ns_fee",
     }
 )
+#: Analytics families: Google (utm_), AT Internet as used by BBC and France 24
+#: (at_), Matomo/Piwik (mtm_, pk_).
+_TRACKING_PREFIXES: Final = ("utm_", "at_", "mtm_", "pk_")
 #: AMP switches in the query: ``?amp``, ``?amp=1``, ``?outputType=amp`` (CNN).
 _AMP_PARAMS: Final = frozenset({"amp", "amp_js_v", "usqp"})
 #: Host prefixes that serve the same article in another presentation.
 _HOST_PREFIXES: Final = ("www.", "amp.", "m.", "mobile.")
 _AMP_PATH_PREFIX: Final = re.compile(r"^/amp(?=/)", re.IGNORECASE)
 _AMP_PATH_SUFFIX: Final = re.compile(r"/amp/?$", re.IGNORECASE)
+#: BBC Arabic serves AMP as ``<article>.amp``; no outlet ends a slug in ".amp".
+_AMP_DOT_SUFFIX: Final = re.compile(r"\.amp$", re.IGNORECASE)
 
 # Characters left unescaped inside one path segment (RFC 3986 pchar minus "/").
 _SEGMENT_SAFE: Final = "!$&'()*+,;=:@-._~"
@@ -68,7 +82,7 @@ _SEGMENT_SAFE: Final = "!$&'()*+,;=:@-._~"
 
 def _is_tracking(key: str) -> bool:
     k = key.lower()
-    return k.startswith("utm_") or k in _TRACKING_PARAMS or k in _AMP_PARAMS
+    return k.startswith(_TRACKING_PREFIXES) or k in _TRACKING_PARAMS or k in _AMP_PARAMS
 
 
 def _canonical_host(host: str) -> str:
@@ -92,6 +106,7 @@ def _canonical_path(path: str) -> str:
     path = "/".join(segments)
     path = _AMP_PATH_PREFIX.sub("", path)
     path = _AMP_PATH_SUFFIX.sub("", path)
+    path = _AMP_DOT_SUFFIX.sub("", path)
     path = path.rstrip("/")
     return path or "/"
 

@@ -8,17 +8,21 @@ runs them all as threads of one process next to the feed scheduler, and
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from connectors.alert_sinks import AlertStateIndex, deliver, make_sink
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.elastic import ElasticStore
 from connectors.extract import extract_article
+from connectors.feed_state import FeedStateStore
 from connectors.http import GuardedClient
 from connectors.kafka import (
     BatchResult,
@@ -31,32 +35,60 @@ from connectors.kafka import (
     per_record,
 )
 from connectors.metrics import Stats
+from connectors.politeness import HostPoliteness, RobotsPolicy
 from connectors.poller import FeedPoller, FeedScheduler, PollResult
-from pipeline.errors import PermanentError
+from pipeline.alerting import parse_destinations, throttle_bucket
+from pipeline.errors import PermanentError, RasdError
 from pipeline.feeds import Feed, load_feeds
-from pipeline.models import Alert, Article, DedupedArticle, EnrichedArticle, FeedItem
-from pipeline.rules import RuleMatcher, load_rules
+from pipeline.models import (
+    Alert,
+    Article,
+    DedupedArticle,
+    EnrichedArticle,
+    FeedItem,
+    SignedArticle,
+)
+from pipeline.neardup import NearDupConfig, NearDuplicateIndex
+from pipeline.rules import BUILTIN_DESTINATIONS, Rule, RuleMatcher, load_rule_set
 from pipeline.settings import Settings
-from pipeline.stages import Deduper, build_alerts, enrich
+from pipeline.stages import Deduper, build_alerts, enrich, sign
 
 log = logging.getLogger("rasd")
 alert_log = logging.getLogger("rasd.alerts")
 
 #: The stage workers, in pipeline order.
-STAGES = ("extract", "dedupe", "enrich", "index", "alert")
+#: ``dedupe`` computes the text keys on any number of workers; ``cluster``
+#: decides on one partition, a single writer (docs/dedupe.md).
+STAGES = ("extract", "dedupe", "cluster", "enrich", "index", "alert")
+
+
+def delivery_stages(rules: tuple[Rule, ...] | list[Rule]) -> tuple[str, ...]:
+    """``deliver-<name>`` for every destination the rules name, except the built-ins."""
+    names = dict.fromkeys(d for r in rules for d in r.destinations)
+    return tuple(f"deliver-{n}" for n in names if n not in BUILTIN_DESTINATIONS)
 
 
 def reset_namespace(settings: Settings) -> list[str]:
     """Delete every topic, consumer group, index and template of the settings' namespace."""
     from connectors.kafka import delete_namespace
 
-    groups = (*STAGES, "dlq-replay")
+    try:
+        deliveries = delivery_stages(load_rule_set(settings.rules_path).rules)
+    except RasdError:
+        deliveries = ()  # an unreadable rules file must not prevent a reset
+    groups = (*STAGES, *deliveries, "dlq-replay")
     deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), groups)
+    feed_state_path(settings).unlink(missing_ok=True)
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()
     finally:
         store.close()
+
+
+def feed_state_path(settings: Settings) -> Path:
+    """Where the poller keeps its per-feed state (see ``docs/polling.md``)."""
+    return settings.state_dir / "poller" / f"{settings.namespace}-feeds.json"
 
 
 def utcnow() -> datetime:
@@ -104,11 +136,22 @@ class Pipeline:
         self.stop = threading.Event()
         self.clock = clock
         self.feeds: list[Feed] = load_feeds(settings.feeds_path)
-        self.matcher = RuleMatcher(load_rules(settings.rules_path))
+        rule_set = load_rule_set(settings.rules_path)
+        self.destinations = parse_destinations(settings.rules_path, rule_set.destinations)
+        self.matcher = RuleMatcher(rule_set.rules)
+        self._alert_state: AlertStateIndex | None = None
         self.store = ElasticStore.from_settings(settings)
         self.http = GuardedClient(
-            settings.user_agent, allow_private_networks=settings.allow_private_networks
+            settings.user_agent,
+            allow_private_networks=settings.allow_private_networks,
+            # Every fetch's outcome (ok, blocked_address, too_large…) is a counter.
+            on_outcome=lambda outcome: self.stats.inc("http", outcome),
         )
+        # One budget per host for feed polls and article fetches alike.
+        self.politeness = HostPoliteness(
+            max_per_host=settings.host_max_concurrency, min_spacing=settings.host_min_spacing
+        )
+        self.robots = RobotsPolicy(self.http, "rasd", enabled=settings.respect_robots)
         self._sinks: list[KafkaSink] = []
         self.workers: list[StageWorker] = []
 
@@ -138,18 +181,26 @@ class Pipeline:
         if stage == "extract":
             source, handler = t.items, per_record(self._extract)
         elif stage == "dedupe":
-            source, handler = t.articles, self._dedupe_handler(sink)
+            source, handler = t.articles, per_record(self._sign)
+        elif stage == "cluster":
+            source, handler = t.signed, self._cluster_handler(sink)
         elif stage == "enrich":
             source, handler = t.unique, per_record(self._enrich)
         elif stage == "index":
             source, handler = t.enriched, self._index
         elif stage == "alert":
             source, handler, on_flushed = t.enriched, self._alert, self._alerted
+        elif stage in self.delivery_stages():
+            source, handler = t.alerts, self._deliver_handler(stage)
         else:
             raise ValueError(f"unknown stage {stage!r}")
         # Fetching and extracting take tens of milliseconds per article, so the
         # extract stage takes small batches: its outputs leave at each batch's end.
         batch = 8 if stage == "extract" else 200
+        if stage.startswith("deliver-"):
+            # A destination that is down takes its retries per alert; small
+            # batches keep each poll well inside Kafka's max.poll.interval.ms.
+            batch = 5
         return StageWorker(
             stage,
             self.settings.kafka_servers,
@@ -166,24 +217,54 @@ class Pipeline:
 
     def _extract(self, record: Any) -> list[Output]:
         item = FeedItem.from_json(record.value)
-        page = self.http.fetch(item.url)
-        article = extract_article(item, page, self.clock())
+        if not self.robots.allowed(item.url):
+            raise PermanentError("robots_disallowed", item.url)
+        page = self.politeness.fetch(self.http, item.url)
+        try:
+            article = extract_article(item, page, self.clock())
+        except PermanentError as exc:
+            # Non-articles (not_article_*, no_article_text, not_html) go to the
+            # DLQ like any permanent failure; each reason is counted as well.
+            self.stats.inc("extract", f"refused_{exc.reason}")
+            raise
         return [Output(self.topics.articles, article.id, article.to_json())]
 
-    def _dedupe_handler(self, sink: KafkaSink) -> Callable[[list[Any]], BatchResult]:
-        state = KafkaDedupeState(self.settings.kafka_servers, self.topics.dedupe_state, sink)
+    @property
+    def near_config(self) -> NearDupConfig:
+        return NearDupConfig(
+            threshold=self.settings.dedupe_threshold,
+            window=timedelta(days=self.settings.dedupe_window_days),
+        )
+
+    def _sign(self, record: Any) -> list[Output]:
+        signed = sign(Article.from_json(record.value), self.near_config)
+        return [Output(self.topics.signed, signed.id, signed.to_json())]
+
+    def _cluster_handler(self, sink: KafkaSink) -> Callable[[list[Any]], BatchResult]:
+        # Entries read back from the changelog rebuild the LSH index (a closure:
+        # the deduper needs the state, and the state feeds the deduper).
+        state = KafkaDedupeState(
+            self.settings.kafka_servers,
+            self.topics.dedupe_state,
+            sink,
+            on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),
+        )
+        deduper = Deduper(state, NearDuplicateIndex(self.near_config))
         state.load()
-        deduper = Deduper(state)
 
         def check(record: Any) -> list[Output]:
-            verdict = deduper.check(Article.from_json(record.value))
+            signed = SignedArticle.from_json(record.value)
+            verdict = deduper.check(signed, deduper.keys_of(signed))
             if verdict.is_duplicate:
                 self.stats.inc("dedupe", "duplicate")
+                self.stats.inc("dedupe", f"duplicate_{verdict.duplicate_kind}")
             return [Output(self.topics.unique, verdict.id, verdict.to_json())]
 
         inner = per_record(check)
 
         def handler(records: list[Any]) -> BatchResult:
+            # Single writer, but the previous owner of the partition may have
+            # written entries this process has not read yet.
             state.catch_up()
             return inner(records)
 
@@ -222,10 +303,57 @@ class Pipeline:
             for alert in build_alerts(article, self.matcher.match(article), self.clock):
                 # The alerts index is the ledger of what was already raised.
                 if alert.id not in pending and not self.store.alert_exists(alert.id):
-                    pending[alert.id] = alert
+                    pending[alert.id] = self._throttle(alert)
         result.outputs = [Output(self.topics.alerts, a.id, a.to_json()) for a in pending.values()]
         result.count("checked", len(records))
         return result
+
+    @property
+    def alert_state(self) -> AlertStateIndex:
+        if self._alert_state is None:
+            self._alert_state = AlertStateIndex(self.store.client, self.settings.namespace)
+        return self._alert_state
+
+    def delivery_stages(self) -> tuple[str, ...]:
+        """One ``deliver-<name>`` stage per destination a rule names (log is in-stage)."""
+        return delivery_stages(self.matcher.rules)
+
+    def _deliver_handler(self, stage: str) -> Callable[[list[Any]], BatchResult]:
+        name = stage.removeprefix("deliver-")
+        sink = make_sink(name, self.destinations[name])
+
+        def handler(records: list[Any]) -> BatchResult:
+            result = BatchResult()
+            for record in records:
+                try:
+                    alert = Alert.from_json(record.value)
+                except PermanentError as exc:
+                    result.failed.append((record, exc))
+                    continue
+                rule = self.matcher.rule(alert.rule_id)
+                if alert.throttled or rule is None or name not in rule.destinations:
+                    result.count("skipped")
+                    continue
+                # A message seen twice (redelivery, a repeat on the topic) is sent once.
+                if self.alert_state.delivery_state(alert.id, name) is not None:
+                    result.count("duplicate")
+                    continue
+                delivered, error, attempts = deliver(sink, alert, self.stop.wait)
+                self.alert_state.record_delivery(alert, name, delivered, error, attempts)
+                result.count("delivered" if delivered else "undelivered")
+            return result
+
+        return handler
+
+    def _throttle(self, alert: Alert) -> Alert:
+        """Mark ``alert`` throttled if its rule already alerted in this realert window."""
+        rule = self.matcher.rule(alert.rule_id)
+        if rule is None or not rule.realert:
+            return alert
+        bucket = throttle_bucket(alert.created_at, rule.realert)
+        if self.alert_state.claim_window(rule.id, bucket, alert.id):
+            return alert
+        return alert.model_copy(update={"throttled": True})
 
     def _alerted(self, result: BatchResult) -> None:
         for out in result.outputs:
@@ -239,11 +367,22 @@ class Pipeline:
                     "alert %s could not be stored in %s: %s", alert.id, self.store.alerts_index, exc
                 )
                 created = True
-            if created:
+            if created and alert.throttled:
+                self.stats.inc("alert", "throttled")
+            elif created:
                 self.stats.inc("alert", "alerts")
-                alert_log.warning(
-                    "ALERT [%s] %s | %s | %s", alert.rule_name, alert.title, alert.outlet, alert.url
-                )
+                # Webhooks, Slack and email have their own consumer groups on the
+                # alerts topic (deliver-<name>); the log is immediate.
+                rule = self.matcher.rule(alert.rule_id)
+                if rule is None or "log" in rule.destinations:
+                    alert_log.warning(
+                        "ALERT [%s] [%s] %s | %s | %s",
+                        alert.severity,
+                        alert.rule_name,
+                        alert.title,
+                        alert.outlet,
+                        alert.url,
+                    )
 
     # --- running -------------------------------------------------------------------
 
@@ -255,9 +394,17 @@ class Pipeline:
             self.settings.namespace,
             self.stats,
             self.clock,
+            state=self.feed_state,
+            politeness=self.politeness,
         )
 
-    def start_workers(self, stages: tuple[str, ...] = STAGES) -> list[threading.Thread]:
+    @functools.cached_property
+    def feed_state(self) -> FeedStateStore:
+        return FeedStateStore(feed_state_path(self.settings))
+
+    def start_workers(self, stages: tuple[str, ...] | None = None) -> list[threading.Thread]:
+        if stages is None:
+            stages = (*STAGES, *self.delivery_stages())
         threads = []
         self.workers = []
         for stage in stages:
@@ -290,9 +437,11 @@ class Pipeline:
         groups = {
             t.group("extract"): t.items,
             t.group("dedupe"): t.articles,
+            t.group("cluster"): t.signed,
             t.group("enrich"): t.unique,
             t.group("index"): t.enriched,
             t.group("alert"): t.enriched,
+            **{t.group(stage): t.alerts for stage in self.delivery_stages()},
         }
         return consumer_lag(self.settings.kafka_servers, groups)
 

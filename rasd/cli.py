@@ -326,7 +326,9 @@ def run(
 
 @app.command("worker")
 def worker(
-    stage: Annotated[str, typer.Argument(help="poll, extract, dedupe, enrich, index or alert")],
+    stage: Annotated[
+        str, typer.Argument(help="poll, extract, dedupe, cluster, enrich, index or alert")
+    ],
     feeds: FeedsFile = None,
     rules: RulesFile = None,
     namespace: Namespace = None,
@@ -336,8 +338,11 @@ def worker(
 
     from rasd.app import STAGES
 
-    if stage not in (*STAGES, "poll"):
-        raise typer.BadParameter(f"choose one of poll, {', '.join(STAGES)}", param_hint="STAGE")
+    if stage not in (*STAGES, "poll") and not stage.startswith("deliver-"):
+        raise typer.BadParameter(
+            f"choose one of poll, {', '.join(STAGES)} or deliver-<destination>",
+            param_hint="STAGE",
+        )
     settings = settings_from(feeds_file=feeds, rules_file=rules, namespace=namespace)
     _logging(settings)
     pipeline = _pipeline(settings)
@@ -637,6 +642,176 @@ def search(
         console.print("no matching articles")
 
 
+rules_app = typer.Typer(
+    help="Watch rules: try them on a text, a file or a page, or on what is indexed.",
+    no_args_is_help=True,
+)
+app.add_typer(rules_app, name="rules")
+
+
+def _matcher(rules: Path | None) -> Any:
+    from pipeline.alerting import parse_destinations
+    from pipeline.rules import RuleMatcher, load_rule_set
+
+    settings = settings_from(rules_file=rules)
+    try:
+        rule_set = load_rule_set(settings.rules_path)
+        parse_destinations(settings.rules_path, rule_set.destinations)
+    except RasdError as exc:
+        fail(exc)
+    return RuleMatcher(rule_set.rules)
+
+
+@rules_app.command("test")
+def rules_test(
+    rules: RulesFile = None,
+    text: Annotated[str | None, typer.Option("--text", help="The text to match.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="A UTF-8 text file to match.")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="A page to fetch and extract, then match.")
+    ] = None,
+) -> None:
+    """Print one JSON line per match (rule, term, surface, field, start, end); nothing if none."""
+    import json
+    from datetime import UTC, datetime
+
+    if sum(x is not None for x in (text, file, url)) != 1:
+        raise typer.BadParameter("give exactly one of --text, --file, --url")
+    matcher = _matcher(rules)
+    if text is not None:
+        hits = matcher.match_text(text)
+    elif file is not None:
+        try:
+            content = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"{file}: {exc}", param_hint="--file") from None
+        hits = matcher.match_text(content)
+    else:
+        from connectors.extract import decode_page, extract_text
+        from connectors.http import GuardedClient
+
+        settings = settings_from()
+        client = GuardedClient(
+            settings.user_agent, allow_private_networks=settings.allow_private_networks
+        )
+        try:
+            assert url is not None
+            page = client.fetch(url)
+            html, _ = decode_page(page.content, page.charset)
+            found = extract_text(html, page.final_url, datetime.now(UTC))
+        except RasdError as exc:
+            fail(exc)
+        finally:
+            client.close()
+        hits = matcher.match_fields({"title": found.title or "", "body": found.body})
+    for hit in hits:
+        print(json.dumps(hit.as_json(), ensure_ascii=False))
+
+
+@rules_app.command("backtest")
+def rules_backtest(
+    since: Annotated[
+        str, typer.Option("--since", help="Published since: 7d, 24h, 90m, 2w or an ISO date.")
+    ] = "7d",
+    rules: RulesFile = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run the rules over the indexed articles; print one JSON line per rule and article.
+
+    Nothing is alerted or delivered. The last line on stderr counts, per rule,
+    the articles and the story clusters (the alerts it would have raised)."""
+    import json
+
+    from elasticsearch import helpers
+
+    from connectors.elastic import ElasticStore
+    from pipeline.search import filters, parse_since
+
+    try:
+        when = parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    matcher = _matcher(rules)
+    settings = settings_from(namespace=namespace)
+    store = ElasticStore.from_settings(settings)
+    clusters: dict[str, set[str]] = {}
+    articles: dict[str, int] = {}
+    try:
+        docs = helpers.scan(
+            store.client,
+            index=store.alias,
+            query={"query": {"bool": {"filter": filters(when, None)}}},
+            size=500,
+            preserve_order=False,
+        )
+        for doc in docs:
+            src = doc["_source"]
+            hits = matcher.match_fields(
+                {"title": src.get("title") or "", "body": src.get("body") or ""},
+                outlet=src.get("outlet") or "",
+                feed_name=src.get("feed_name") or "",
+                language=src.get("language_detected") or src.get("language") or "",
+            )
+            by_rule: dict[str, list[Any]] = {}
+            for hit in hits:
+                by_rule.setdefault(hit.rule_id, []).append(hit)
+            for rule_id, rule_hits in by_rule.items():
+                cluster = src.get("cluster_id") or doc["_id"]
+                clusters.setdefault(rule_id, set()).add(cluster)
+                articles[rule_id] = articles.get(rule_id, 0) + 1
+                line = {
+                    "rule": rule_id,
+                    "article_id": doc["_id"],
+                    "cluster_id": cluster,
+                    "url": src.get("url"),
+                    "title": src.get("title"),
+                    "matches": [h.as_json() for h in rule_hits],
+                }
+                print(json.dumps(line, ensure_ascii=False))
+    except Exception as exc:  # the client's errors are many; all mean "cannot read the index"
+        console.print(f"[bold red]error:[/] backtest failed: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    summary = {r: {"articles": articles[r], "clusters": len(c)} for r, c in clusters.items()}
+    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
+
+
+alerts_app = typer.Typer(help="Raised alerts and their delivery.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("undelivered")
+def alerts_undelivered(namespace: Namespace = None, as_json: AsJson = False) -> None:
+    """Alerts a destination could not take after its retries (newest first)."""
+    import json
+
+    from connectors.alert_sinks import AlertStateIndex
+    from connectors.elastic import ElasticStore
+
+    settings = settings_from(namespace=namespace)
+    store = ElasticStore.from_settings(settings)
+    try:
+        rows = AlertStateIndex(store.client, settings.namespace).undelivered()
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("failed at", "destination", "attempts", "alert", "error")
+    for row in rows:
+        table.add_row(
+            row.get("failed_at", ""),
+            row.get("destination", ""),
+            str(row.get("attempts", "")),
+            row.get("alert_id", ""),
+            str(row.get("error", ""))[:120],
+        )
+    out.print(table)
+    console.print(f"{len(rows)} undelivered alert(s)")
+
+
 @app.command("demo")
 def demo(
     once: Annotated[bool, typer.Option("--once", help="One pass, then a summary.")] = False,
@@ -680,6 +855,259 @@ def demo(
             console.print(f'try: rasd search --namespace {namespace} "قيصر"')
     finally:
         site.stop()
+
+
+feeds_app = typer.Typer(
+    help="The feed catalogue and the poller's view of it.", no_args_is_help=True
+)
+app.add_typer(feeds_app, name="feeds")
+
+
+@feeds_app.command("check")
+def feeds_check(
+    source: Annotated[str, typer.Argument(help="A feed URL, or a feed file to parse.")],
+    limit: Annotated[int, typer.Option(help="Entries to list.")] = 20,
+) -> None:
+    """What the poller sees in one feed: entries, encoding, validators, bozo reason."""
+    from datetime import UTC, datetime
+
+    from connectors.http import GuardedClient
+    from connectors.poller import check_feed
+
+    settings = settings_from()
+    with GuardedClient(
+        settings.user_agent, allow_private_networks=settings.allow_private_networks
+    ) as http:
+        check = check_feed(http, source, datetime.now(UTC))
+    for label, value in (
+        ("status", check.status), ("content-type", check.content_type),
+        ("encoding", check.encoding), ("etag", check.etag),
+        ("last-modified", check.last_modified), ("cache-control", check.cache_control),
+        ("poll hint (s)", check.hint), ("bozo", check.bozo_reason),
+        ("entries", f"{check.entries_total} ({check.entries_without_link} without a usable link)"),
+    ):  # fmt: skip
+        out.print(f"{label:>14}: {escape(str(value))}", highlight=False)
+    if check.error:
+        out.print(f"[red]{'error':>14}:[/] {escape(check.error)}", highlight=False)
+        raise typer.Exit(1)
+    table = Table("published (UTC)", "title", "url")
+    for title, url, published in check.items[:limit]:
+        table.add_row(published or "-", escape(title), escape(url))
+    out.print(table)
+
+
+@feeds_app.command("status")
+def feeds_status(feeds: FeedsFile = None, namespace: Namespace = None) -> None:
+    """Per feed: last success, last error, items/day, current interval and state."""
+    from datetime import UTC, datetime
+
+    from connectors.feed_state import FeedStateStore
+    from pipeline.feeds import load_feeds
+    from pipeline.schedule import ScheduleBounds, items_per_day
+    from rasd.app import feed_state_path
+
+    settings = settings_from(feeds_file=feeds, namespace=namespace)
+    try:
+        catalogue = load_feeds(settings.feeds_path)
+    except RasdError as exc:
+        fail(exc)
+    states = FeedStateStore(feed_state_path(settings)).all()
+    now = time.time()
+
+    def when(ts: float | None) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+    table = Table("feed", "state", "last success", "last error", "items/day", "interval", "next")
+    for feed in catalogue:
+        st = states.get(feed.url)
+        if st is None:
+            table.add_row(escape(feed.url), "never polled", "-", "-", "-", "-", "-")
+            continue
+        health = "dead" if st.dead else ("failing" if st.consecutive_failures else "ok")
+        error = f"{when(st.last_error_at)} {st.last_error}" if st.last_error else "-"
+        table.add_row(
+            escape(feed.url), health, when(st.last_success), escape(error[:80]),
+            f"{items_per_day(st, now, ScheduleBounds()):.1f}",
+            f"{int(st.interval or 0) // 60} min", when(st.next_due),
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("extract")
+def extract(
+    source: Annotated[str, typer.Argument(help="An http(s) URL to fetch, or a saved HTML file.")],
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="For a file: the URL it was saved from (resolves links)."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print what the extract stage makes of one page: fields, body, or why it is no article.
+
+    A URL goes through the same guarded client as the pipeline (User-Agent,
+    address checks, size cap); a refused page exits 1 with the reason
+    (``not_article_home_page``, ``no_article_text``, ``blocked_address``…).
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from connectors.extract import decode_page, extract_text
+    from connectors.http import GuardedClient
+
+    status: int | None = None
+    if source.startswith(("http://", "https://")):
+        settings = settings_from()
+        client = GuardedClient(
+            settings.user_agent, allow_private_networks=settings.allow_private_networks
+        )
+        try:
+            page = client.fetch(source)
+        except RasdError as exc:
+            fail(exc)
+            raise  # fail() exits; this keeps the type checker informed
+        finally:
+            client.close()
+        content, declared, url, status = page.content, page.charset, page.final_url, page.status
+    else:
+        try:
+            content = Path(source).read_bytes()
+        except OSError as exc:
+            raise typer.BadParameter(f"{source}: {exc}") from None
+        declared, url = None, base_url or Path(source).resolve().as_uri()
+    html, charset = decode_page(content, declared)
+    try:
+        found = extract_text(html, url, datetime.now(UTC))
+    except RasdError as exc:
+        fail(exc)
+        raise
+    fields = {
+        "url": url,
+        "http_status": status,
+        "charset": charset,
+        "title": found.title,
+        "author": found.author,
+        "published": found.date.isoformat() if found.date else None,
+        "language": found.language,
+        "canonical_url": found.canonical_url,
+        "image_url": found.image_url,
+        "words": len(found.body.split()),
+        "body": found.body,
+    }
+    if as_json:
+        print(json.dumps(fields, ensure_ascii=False, indent=2))
+        return
+    for key, value in fields.items():
+        if key != "body":
+            console.print(f"[bold]{key}:[/] {escape(str(value))}")
+    print()
+    print(found.body)
+
+
+dedupe_app = typer.Typer(
+    help="Duplicate detection: compare two texts or pages.", no_args_is_help=True
+)
+app.add_typer(dedupe_app, name="dedupe")
+
+
+def _text_of(source: str) -> str:
+    """The body the dedupe stage would see: a page's extracted text, or a file's text."""
+    if source.startswith(("http://", "https://")):
+        from datetime import UTC, datetime
+
+        from connectors.extract import decode_page, extract_text
+        from connectors.http import GuardedClient
+
+        settings = settings_from()
+        client = GuardedClient(
+            settings.user_agent, allow_private_networks=settings.allow_private_networks
+        )
+        try:
+            page = client.fetch(source)
+            html, _ = decode_page(page.content, page.charset)
+            return extract_text(html, page.final_url, datetime.now(UTC)).body
+        except RasdError as exc:
+            fail(exc)
+            raise  # fail() exits; this keeps the type checker informed
+        finally:
+            client.close()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{source}: {exc}") from None
+
+
+@dedupe_app.command("compare")
+def dedupe_compare(
+    a: Annotated[str, typer.Argument(help="A UTF-8 text file, or an http(s) URL to extract.")],
+    b: Annotated[str, typer.Argument(help="The other file or URL.")],
+    as_json: AsJson = False,
+) -> None:
+    """The near-duplicate similarity of two articles and the dedupe stage's verdict."""
+    import json
+    from dataclasses import asdict
+    from datetime import timedelta
+
+    from pipeline.neardup import NearDupConfig, compare
+
+    settings = settings_from()
+    config = NearDupConfig(
+        threshold=settings.dedupe_threshold, window=timedelta(days=settings.dedupe_window_days)
+    )
+    result = compare(_text_of(a), _text_of(b), config)
+    if as_json:
+        print(json.dumps(asdict(result), ensure_ascii=False))
+        return
+    out.print(
+        f"similarity {result.similarity:.3f} (MinHash estimate; exact Jaccard "
+        f"{result.jaccard:.3f}, word {config.shingle}-shingles), threshold "
+        f"{result.threshold:.2f}: [bold]{result.verdict}[/]",
+        highlight=False,
+    )
+
+
+kibana_app = typer.Typer(help="Kibana saved objects (data views, searches, dashboard).")
+app.add_typer(kibana_app, name="kibana", no_args_is_help=True)
+
+
+@kibana_app.command("setup")
+def kibana_setup(
+    url: Annotated[
+        str,
+        typer.Option(envvar="RASD_KIBANA_URL", show_envvar=True, help="Kibana's base URL."),
+    ] = "http://127.0.0.1:5601",
+    username: Annotated[
+        str | None,
+        typer.Option(envvar="RASD_KIBANA_USERNAME", show_envvar=True, help="Kibana user."),
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RASD_KIBANA_PASSWORD",
+            show_envvar=True,
+            help="Its password.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to keep retrying while Kibana starts.")
+    ] = 300.0,
+    namespace: Namespace = None,
+) -> None:
+    """Import config/kibana/rasd.ndjson into Kibana (overwriting), waiting until it is up."""
+    from connectors.kibana import KibanaClient, for_namespace, ndjson_path
+
+    settings = settings_from(namespace=namespace)
+    path = ndjson_path(settings.config_dir)
+    ndjson = for_namespace(path.read_text(encoding="utf-8"), settings.namespace)
+    try:
+        with KibanaClient(url, username, password) as kibana:
+            answer = kibana.import_ndjson(ndjson, wait=wait, progress=console.print)
+    except RasdError as exc:
+        fail(exc)
+    console.print(
+        f"kibana: imported {answer.get('successCount', 0)} objects from {path} "
+        f"for namespace {settings.namespace}"
+    )
 
 
 def main() -> None:

@@ -9,13 +9,22 @@ link and a ``javascript:`` image). The charset fixtures are read in place from
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from connectors.extract import decode_page, extract_article
+from connectors.extract import (
+    NOT_ARTICLE_REASONS,
+    classify_page,
+    decode_page,
+    extract_article,
+    extract_text,
+)
 from connectors.http import FetchResult, decode_body
+from pipeline.arabic import normalize
 from pipeline.errors import PermanentError
 from pipeline.models import Article
 from tests.unit.helpers import item
@@ -224,3 +233,168 @@ def test_unlabelled_non_html_bytes() -> None:
     with pytest.raises(PermanentError) as err:
         extract_article(item(URL), page(b"%PDF-1.7 binary", content_type=None, charset=None), NOW)
     assert err.value.reason == "not_html"
+
+
+# --------------------------------------------------------------------------- quality
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extract"
+
+
+def _tokens(text: str) -> Counter[str]:
+    # The corpus README's convention (bench/extraction_eval.py prints the same figures).
+    out: Counter[str] = Counter()
+    for raw in normalize(text).split():
+        token = "".join(c for c in raw if not unicodedata.category(c).startswith("P"))
+        if token:
+            out[token] += 1
+    return out
+
+
+def _f1(gold: str, found: str) -> float:
+    g, o = _tokens(gold), _tokens(found)
+    overlap = sum((g & o).values())
+    if not overlap:
+        return 0.0
+    p, r = overlap / sum(o.values()), overlap / sum(g.values())
+    return 2 * p * r / (p + r)
+
+
+def _gold_pages(folder: Path) -> list[tuple[str, Path]]:
+    return [(g.name.removesuffix(".gold.txt"), g) for g in sorted(folder.glob("*.gold.txt"))]
+
+
+def _body_f1(folder: Path, page_id: str) -> float:
+    html, _ = decode_body((folder / f"{page_id}.html").read_bytes())
+    found = extract_text(html, f"https://news.example/{page_id}", NOW)
+    return _f1((folder / f"{page_id}.gold.txt").read_text(encoding="utf-8"), found.body)
+
+
+@pytest.mark.parametrize("folder", [CORPUS, FIXTURES / "articles"], ids=["corpus", "held-back"])
+def test_extraction_quality_meets_the_targets(folder: Path) -> None:
+    pages = _gold_pages(folder)
+    if folder == CORPUS and not pages:
+        pytest.fail(f"no gold pages in {CORPUS}; they live in ../shared/corpus/articles")
+    scores = {page_id: _body_f1(folder, page_id) for page_id, _ in pages}
+    assert min(scores.values()) >= 0.93, scores
+    assert sum(scores.values()) / len(scores) >= 0.98, scores
+
+
+@pytest.mark.parametrize(
+    "path", sorted((FIXTURES / "non_articles").glob("*.html")), ids=lambda p: p.stem
+)
+def test_non_articles_are_refused_with_their_reason(path: Path) -> None:
+    # Each fixture is named after the reason it must be refused with.
+    assert path.stem in NOT_ARTICLE_REASONS
+    with pytest.raises(PermanentError) as err:
+        extract_article(item(URL, title=""), page(path.read_bytes()), NOW)
+    assert err.value.reason == path.stem
+
+
+def test_real_articles_are_not_classified_as_non_articles() -> None:
+    for folder in (CORPUS, FIXTURES / "articles"):
+        for page_id, _ in _gold_pages(folder):
+            html, _ = decode_body((folder / f"{page_id}.html").read_bytes())
+            found = extract_text(html, URL, NOW)
+            assert classify_page(html, found) is None, page_id
+
+
+def test_a_long_article_with_a_video_and_a_listing_signal_is_an_article() -> None:
+    video = '<video src="https://cdn.example/v.mp4"></video>'
+    html = PAGE.replace("<main>", f'<main>{video}<meta property="og:type" content="website">')
+    article = extract_article(item(URL, title=""), page(html), NOW)
+    assert PARAGRAPHS[0] in article.body
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def test_held_back_page_fields() -> None:
+    folder = FIXTURES / "articles"
+    html = (folder / "hb-gulf-economy-0001.html").read_bytes()
+    article = extract_article(
+        item("https://gulf-econ.example/ports/x", title=""),
+        page(html, url="https://gulf-econ.example/ports/x"),
+        NOW,
+    )
+    # lang="en" on the page: the text decides.
+    assert article.page_language == "ar"
+    assert article.page_canonical_url == "https://gulf-econ.example/ports/2024/10/container-growth"
+    assert article.published_at is not None
+    assert article.published_at.date() == datetime(2024, 10, 2).date()  # htmldate: day precision
+    assert article.title == "موانئ المنطقة تسجل نموا قياسيا في مناولة الحاويات"
+    assert article.author == "ريم الكعبي"
+    # The headline and the deck are not body text.
+    assert not article.body.startswith("موانئ المنطقة")
+    assert "تقترب من حدودها القصوى" not in article.body
+
+
+def test_persian_page_is_recorded_as_persian() -> None:
+    html = (CORPUS / "fa-khabaronline-0001.html").read_bytes()
+    article = extract_article(item(URL, title=""), page(html, charset=None), NOW)
+    assert article.page_language == "fa"
+
+
+def test_canonical_link_must_be_http() -> None:
+    html = PAGE.replace("<head>", '<head><link rel="canonical" href="javascript:alert(1)">')
+    article = extract_article(item(URL, title=""), page(html), NOW)
+    assert article.page_canonical_url is None
+    html = PAGE.replace("<head>", '<head><link rel="canonical" href="/742513/slug">')
+    article = extract_article(item(URL, title=""), page(html), NOW)
+    assert article.page_canonical_url == "https://www.enabbaladi.net/742513/slug"
+
+
+def test_date_from_htmldate_when_the_metadata_has_none() -> None:
+    html = PAGE.replace(
+        '<meta property="article:published_time" content="2026-11-19T09:30:00+03:00">', ""
+    )
+    html = html.replace('<div class="byline">', '<div class="byline">نشر في 2026-11-18 ')
+    article = extract_article(item(URL, title=""), page(html), NOW)
+    assert article.published_at is not None
+    assert article.published_at.date() == datetime(2026, 11, 18).date()
+
+
+def test_hostile_fixture_reaches_elasticsearch_clean() -> None:
+    # The held-back wire page carries <script>, on*= handlers and javascript: URLs
+    # in the head, the body, an image and the share links.
+    raw = (FIXTURES / "articles" / "hb-levant-wire-0001.html").read_text(encoding="utf-8")
+    assert "<script" in raw and "onerror=" in raw and "javascript:" in raw
+    article = extract_article(item(URL, title=""), page(raw), NOW)
+    text = all_text(article)
+    for token in ("<script", "script>", "onerror", "onload", "javascript:", "تم الحقن", "<", ">"):
+        assert token not in text, token
+    for link in (article.image_url, article.page_canonical_url, article.url):
+        assert link is None or link.startswith(("http://", "https://"))
+
+
+# --------------------------------------------------------------------------- rasd extract
+
+
+def test_rasd_extract_prints_the_fields_of_a_saved_page() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rasd.cli import app
+
+    path = FIXTURES / "articles" / "hb-maghreb-interview-0001.html"
+    result = CliRunner().invoke(
+        app, ["extract", str(path), "--base-url", "https://sabah-maghreb.example/x", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    fields = json.loads(result.output)
+    assert fields["language"] == "ar"
+    assert fields["canonical_url"] == "https://sabah-maghreb.example/culture/interview-carthage"
+    assert fields["charset"] == "utf-8"
+    assert fields["body"].startswith("تنطلق الدورة الجديدة")
+    assert "تعليقات القراء" not in fields["body"]
+
+
+def test_rasd_extract_says_why_a_page_is_not_an_article() -> None:
+    from typer.testing import CliRunner
+
+    from rasd.cli import app
+
+    path = FIXTURES / "non_articles" / "not_article_live_blog.html"
+    result = CliRunner().invoke(app, ["extract", str(path)])
+    assert result.exit_code == 1
+    assert "not_article_live_blog" in result.output

@@ -135,26 +135,6 @@ def test_canonical_url_of_an_earlier_article_is_a_url_duplicate() -> None:
     assert v.id != first.id  # the id fixed at discovery never changes
 
 
-class _FakeNear:
-    def __init__(self, cluster: str | None) -> None:
-        self.cluster = cluster
-        self.calls: list[str] = []
-
-    def find_or_add(self, article_id: str, canonical_text: str) -> str | None:
-        self.calls.append(article_id)
-        return self.cluster
-
-
-def test_near_duplicate_seam_clusters_without_marking_duplicate() -> None:
-    near = _FakeNear("cluster-of-x")
-    d = Deduper(InMemoryDedupeState(), near=near)
-    v = d.check(article())
-    assert (v.is_duplicate, v.cluster_id) == (False, "cluster-of-x")
-    # An exact duplicate never reaches the near-duplicate finder.
-    d.check(article("https://other.example/a"))
-    assert near.calls == [v.id]
-
-
 def test_in_memory_state_is_first_writer_wins_and_bounded() -> None:
     s = InMemoryDedupeState(max_entries=2)
     assert s.put("body", "h", DedupeEntry("a", "a")) == DedupeEntry("a", "a")

@@ -31,7 +31,12 @@ AJ_ENC = "https://aljazeera.net/news/2024/12/9/%D9%82%D9%8A%D8%B5%D8%B1-%D9%8A%D
         ),
         (
             "https://www.bbc.com/arabic/articles/c4g0q1wkp2zo.amp",
-            "https://bbc.com/arabic/articles/c4g0q1wkp2zo.amp",
+            "https://bbc.com/arabic/articles/c4g0q1wkp2zo",
+        ),
+        (
+            "https://www.bbc.com/arabic/articles/c4g0q1wkp2zo?at_medium=RSS&at_campaign=rss"
+            "&ns_source=twitter&ns_mchannel=social",
+            "https://bbc.com/arabic/articles/c4g0q1wkp2zo",
         ),
         (
             "https://www.bbc.com/arabic/articles/c4g0q1wkp2zo/amp",
@@ -50,6 +55,41 @@ AJ_ENC = "https://aljazeera.net/news/2024/12/9/%D9%82%D9%8A%D8%B5%D8%B1-%D9%8A%D
         ("http://example.org:8080/a%2Fb/", "https://example.org:8080/a%2Fb"),
         # Root path.
         ("https://www.syria.tv", "https://syria.tv/"),
+        # Al Arabiya and Sky News Arabia: /amp/ section prefix, share and ref params.
+        (
+            "https://www.alarabiya.net/amp/arab-and-world/syria/2025/11/20/صيدنايا?share=wa",
+            "https://alarabiya.net/arab-and-world/syria/2025/11/20/"
+            "%D8%B5%D9%8A%D8%AF%D9%86%D8%A7%D9%8A%D8%A7",
+        ),
+        (
+            "https://www.skynewsarabia.com/amp/middle-east/1790123-قانون-قيصر?ref=rss",
+            "https://skynewsarabia.com/middle-east/1790123-"
+            "%D9%82%D8%A7%D9%86%D9%88%D9%86-%D9%82%D9%8A%D8%B5%D8%B1",
+        ),
+        # Al-Quds Al-Arabi (WordPress): /amp/ suffix, Matomo campaign, fragment.
+        (
+            "https://www.alquds.co.uk/مقبرة-جماعية/amp/?mtm_campaign=feed#respond",
+            "https://alquds.co.uk/%D9%85%D9%82%D8%A8%D8%B1%D8%A9-"
+            "%D8%AC%D9%85%D8%A7%D8%B9%D9%8A%D8%A9",
+        ),
+        # France 24 Arabic: AT Internet params, xtor; the desktop host is bare.
+        (
+            "https://www.france24.com/ar/الشرق-الأوسط/20251120-سوريا?xtor=RSS-1&at_custom1=x",
+            "https://france24.com/ar/%D8%A7%D9%84%D8%B4%D8%B1%D9%82-"
+            "%D8%A7%D9%84%D8%A3%D9%88%D8%B3%D8%B7/20251120-%D8%B3%D9%88%D8%B1%D9%8A%D8%A7",
+        ),
+        # CNN Arabic: mobile host, http, double slash kept (a distinct path).
+        (
+            "http://m.arabic.cnn.com/middle-east/article/2025/11/20/syria-detainees/?utm_term=a",
+            "https://arabic.cnn.com/middle-east/article/2025/11/20/syria-detainees",
+        ),
+        # An ID query that selects the article (Anadolu, SANA ?p=) stays.
+        ("https://sana.sy/?p=2290123&utm_source=tg", "https://sana.sy/?p=2290123"),
+        # Upper-case tracking keys are tracking too.
+        (
+            "https://www.annahar.com/arabic/section/1-x?UTM_SOURCE=fb&FBCLID=1",
+            "https://annahar.com/arabic/section/1-x",
+        ),
     ],
 )
 def test_canonicalize_url_table(variant: str, canonical: str) -> None:

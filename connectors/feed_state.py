@@ -1,0 +1,97 @@
+"""Per-feed poller state persisted across restarts, as one JSON file.
+
+The state of every feed (validators, body hash, seen items, health counters,
+interval and next due time; :class:`pipeline.schedule.FeedState`) lives in
+memory and is written to ``<state_dir>/poller/<namespace>-feeds.json``: at most
+every ``save_every`` seconds while polling, and on :meth:`FeedStateStore.save`
+at shutdown. The write goes to a temporary file that is then renamed over the
+old one, so a crash leaves either the old or the new state, never half of one.
+Losing the last few seconds of state costs at most a repeated unconditional
+fetch and items that the dedupe stage drops anyway. A file that cannot be read
+(corrupt, or from an incompatible version) is logged and ignored: the poller
+starts cold rather than not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.schedule import FeedState
+
+__all__ = ["FeedStateStore"]
+
+log = logging.getLogger(__name__)
+
+_VERSION = 1
+_FIELDS = {f.name for f in fields(FeedState)}
+
+
+def _from_json(raw: dict[str, Any]) -> FeedState:
+    data = {k: v for k, v in raw.items() if k in _FIELDS}
+    data["new_item_times"] = tuple(data.get("new_item_times") or ())
+    return FeedState(**data)
+
+
+class FeedStateStore:
+    """Thread-safe map of feed URL to :class:`FeedState`, backed by a JSON file."""
+
+    def __init__(self, path: Path | None, save_every: float = 10.0) -> None:
+        self.path = path
+        self.save_every = save_every
+        self._lock = threading.Lock()
+        self._states: dict[str, FeedState] = {}
+        self._dirty = False
+        self._saved_at = time.monotonic()
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("version") != _VERSION:
+                raise ValueError(f"version {raw.get('version')!r}")
+            self._states = {url: _from_json(s) for url, s in raw["feeds"].items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable poller state %s: %s", path, exc)
+
+    def get(self, url: str) -> FeedState:
+        with self._lock:
+            return self._states.get(url) or FeedState(url=url)
+
+    def put(self, state: FeedState) -> None:
+        with self._lock:
+            self._states[state.url] = state
+            self._dirty = True
+        if time.monotonic() - self._saved_at >= self.save_every:
+            self.save()
+
+    def all(self) -> dict[str, FeedState]:
+        with self._lock:
+            return dict(self._states)
+
+    def save(self) -> None:
+        """Write the state now if anything changed (atomic rename)."""
+        if self.path is None:
+            return
+        with self._lock:
+            if not self._dirty:
+                return
+            payload = {
+                "version": _VERSION,
+                "feeds": {url: asdict(s) for url, s in self._states.items()},
+            }
+            self._dirty = False
+            self._saved_at = time.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)
