@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.stages import DedupeEntry, InMemoryDedupeState, KeyKind
 
-from .kafka import KafkaSink
+from .kafka import KafkaSink, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,7 @@ class KafkaDedupeState:
 
     def load(self) -> int:
         """Read the changelog to its end; return how many entries were restored."""
-        consumer = self._reader()
-        ends = consumer.end_offsets(list(consumer.assignment()))
-        restored = 0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            restored += self._apply(consumer.poll(timeout_ms=1000))
+        restored = read_to_end(self._reader(), self._apply)
         log.info("dedupe state: %d entries restored from %s", restored, self.topic)
         return restored
 
@@ -78,30 +74,20 @@ class KafkaDedupeState:
         given the clustering partition must see every entry its predecessor
         had acknowledged before deciding anything.
         """
-        consumer = self._reader()
-        ends = consumer.end_offsets(list(consumer.assignment()))
-        applied = 0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            applied += self._apply(consumer.poll(timeout_ms=1000))
-        return applied
+        return read_to_end(self._reader(), self._apply)
 
-    def _apply(self, polled: dict[Any, list[Any]]) -> int:
-        n = 0
-        for records in polled.values():
-            for record in records:
-                if record.value is None or record.key is None:
-                    continue
-                kind, _, key = record.key.decode().partition(":")
-                try:
-                    data = json.loads(record.value)
-                    entry = DedupeEntry(**data)
-                    stored = self.memory.put(kind, key, entry)
-                    if self.on_entry is not None and stored is entry:
-                        self.on_entry(kind, key, entry)
-                    n += 1
-                except (ValueError, TypeError) as exc:
-                    log.warning("dedupe state: skipping bad entry %r: %s", record.key, exc)
-        return n
+    def _apply(self, record: Any) -> None:
+        if record.value is None or record.key is None:
+            return
+        kind, _, key = record.key.decode().partition(":")
+        try:
+            entry = DedupeEntry(**json.loads(record.value))
+        except (ValueError, TypeError) as exc:
+            log.warning("dedupe state: skipping bad entry %r: %s", record.key, exc)
+            return
+        stored = self.memory.put(kind, key, entry)
+        if self.on_entry is not None and stored is entry:
+            self.on_entry(kind, key, entry)
 
     def get(self, kind: KeyKind, key: str) -> DedupeEntry | None:
         return self.memory.get(kind, key)

@@ -1,15 +1,15 @@
-"""Per-feed poller state persisted across restarts, as one JSON file.
+"""Per-feed poller state in memory, optionally saved to a JSON file.
 
 The state of every feed (validators, body hash, seen items, health counters,
 interval and next due time; :class:`pipeline.schedule.FeedState`) lives in
-memory and is written to ``<state_dir>/poller/<namespace>-feeds.json``: at most
-every ``save_every`` seconds while polling, and on :meth:`FeedStateStore.save`
-at shutdown. The write goes to a temporary file that is then renamed over the
-old one, so a crash leaves either the old or the new state, never half of one.
-Losing the last few seconds of state costs at most a repeated unconditional
-fetch and items that the dedupe stage drops anyway. A file that cannot be read
-(corrupt, or from an incompatible version) is logged and ignored: the poller
-starts cold rather than not at all.
+memory. The pipeline keeps it in Kafka instead, so that poller instances can
+hand feeds to each other (:class:`connectors.feed_shards.KafkaFeedStateStore`,
+a subclass). Given a path, this store writes it to that file: at most every
+``save_every`` seconds while polling, and on :meth:`FeedStateStore.save`. The
+write goes to a temporary file that is then renamed over the old one, so a
+crash leaves either the old or the new state, never half of one. A file that
+cannot be read (corrupt, or from an incompatible version) is logged and
+ignored: the poller starts cold rather than not at all.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.schedule import FeedState
 
-__all__ = ["FeedStateStore"]
+__all__ = ["FeedStateStore", "state_from_json"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ _VERSION = 1
 _FIELDS = {f.name for f in fields(FeedState)}
 
 
-def _from_json(raw: dict[str, Any]) -> FeedState:
+def state_from_json(raw: dict[str, Any]) -> FeedState:
+    """A :class:`FeedState` from its JSON form; unknown keys are ignored."""
     data = {k: v for k, v in raw.items() if k in _FIELDS}
     data["new_item_times"] = tuple(data.get("new_item_times") or ())
     return FeedState(**data)
@@ -57,7 +58,7 @@ class FeedStateStore:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if raw.get("version") != _VERSION:
                 raise ValueError(f"version {raw.get('version')!r}")
-            self._states = {url: _from_json(s) for url, s in raw["feeds"].items()}
+            self._states = {url: state_from_json(s) for url, s in raw["feeds"].items()}
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -71,8 +72,14 @@ class FeedStateStore:
         with self._lock:
             self._states[state.url] = state
             self._dirty = True
-        if time.monotonic() - self._saved_at >= self.save_every:
+        if self._due():
             self.save()
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._saved_at >= self.save_every
+
+    def _mark_saved(self) -> None:
+        self._saved_at = time.monotonic()
 
     def all(self) -> dict[str, FeedState]:
         with self._lock:

@@ -32,6 +32,7 @@ import lxml.etree  # type: ignore[import-untyped]
 import lxml.html  # type: ignore[import-untyped]
 
 from connectors.http import decode_body
+from pipeline.arabic_dates import parse_arabic_date
 from pipeline.errors import PermanentError
 from pipeline.feeds import Feed
 from pipeline.models import FeedItem
@@ -153,9 +154,22 @@ def _entry_link(entry: Any, fetched_url: str) -> str | None:
     return None
 
 
+def _arabic_date_handler(text: str) -> struct_time | None:
+    """feedparser's hook for dates it cannot read: Arabic month names, in UTC."""
+    when = parse_arabic_date(text)
+    return when.utctimetuple() if when is not None else None
+
+
+# Handlers are tried newest first; this one answers None quickly for anything
+# without an Arabic month name, and feedparser's own handlers then run.
+feedparser.registerDateHandler(_arabic_date_handler)
+
+
 def _entry_date(entry: Any, now: datetime) -> datetime | None:
     for key in ("published_parsed", "updated_parsed"):
-        parsed = entry.get(key)
+        # The plain dict lookup: FeedParserDict.get maps a missing
+        # updated_parsed to published_parsed, with a deprecation warning.
+        parsed = dict.get(entry, key)
         if isinstance(parsed, struct_time):
             try:
                 when = datetime(*parsed[:6], tzinfo=UTC)

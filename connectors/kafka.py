@@ -71,6 +71,16 @@ class Topics:
         return self._t("dedupe-state")
 
     @property
+    def feeds(self) -> str:
+        """The feed catalogue, keyed by feed URL (compacted): what poller instances share out."""
+        return self._t("feeds")
+
+    @property
+    def feeds_state(self) -> str:
+        """Each feed's poller state, keyed by feed URL (compacted; same partitions as ``feeds``)."""
+        return self._t("feeds-state")
+
+    @property
     def signed(self) -> str:
         """Articles with their dedupe keys: one partition, the clustering step's single writer."""
         return self._t("signed")
@@ -80,6 +90,10 @@ class Topics:
 
     def pipeline(self) -> list[str]:
         return [self.items, self.articles, self.unique, self.enriched, self.alerts, self.dlq]
+
+    def all(self) -> list[str]:
+        """Every topic of the namespace."""
+        return [*self.pipeline(), self.dedupe_state, self.signed, self.feeds, self.feeds_state]
 
 
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
@@ -93,11 +107,15 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
         for name in topics.pipeline()
     }
     # The dedupe state is a changelog: only the latest value per key matters.
-    specs[topics.dedupe_state] = {
-        "num_partitions": partitions,
-        "replication_factor": -1,
-        "configs": {"cleanup.policy": "compact"},
-    }
+    # So are the feed catalogue and the feeds' poller state; those two share a
+    # partition count so that a feed's state lives in the partition number of
+    # the feed itself (docs/polling.md, "Sharding").
+    for name in (topics.dedupe_state, topics.feeds, topics.feeds_state):
+        specs[name] = {
+            "num_partitions": partitions,
+            "replication_factor": -1,
+            "configs": {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        }
     # One partition on purpose: every dedupe decision is made by its one consumer,
     # in order, so two copies of a story can never both be "first" (docs/dedupe.md).
     specs[topics.signed] = {
@@ -169,7 +187,7 @@ class KafkaSink:
         self,
         topic: str,
         key: str | bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> Any:
         raw_key = key.encode() if isinstance(key, str) else key
@@ -624,14 +642,29 @@ def replay_dead_letters(sink: KafkaSink, letters: Iterable[DeadLetter], dlq_topi
     return sent
 
 
+def read_to_end(consumer: KafkaConsumer, apply: Callable[[Any], None]) -> int:
+    """Hand every record of the consumer's assigned partitions, up to their current
+    end offsets, to ``apply``; return how many there were.
+
+    The end offsets are read once, at the call: what a changelog's reader needs
+    to be sure it has seen everything acknowledged before it started.
+    """
+    ends = consumer.end_offsets(list(consumer.assignment()))
+    n = 0
+    while any(consumer.position(tp) < end for tp, end in ends.items()):
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                apply(record)
+                n += 1
+    return n
+
+
 def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:
     """Delete the namespace's topics and consumer groups; return what was deleted."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
-        doomed = [
-            t for t in [*topics.pipeline(), topics.dedupe_state, topics.signed] if t in existing
-        ]
+        doomed = [t for t in topics.all() if t in existing]
         if doomed:
             admin.delete_topics(doomed)
         names = {g["group_id"] for g in admin.list_groups()}

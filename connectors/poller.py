@@ -24,6 +24,7 @@ every poll at the interval :func:`pipeline.schedule.next_interval` chose.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -34,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -151,15 +153,21 @@ class FeedPoller:
         self.politeness = politeness or HostPoliteness(max_per_host=1_000_000, min_spacing=0.0)
         # Two polls of one feed at once would race on its state; the scheduler
         # prevents it (max_instances=1), this guards poll_all and manual calls.
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
-    def _lock(self, url: str) -> threading.Lock:
+    def feed_lock(self, url: str) -> threading.RLock:
+        """Held while this feed is polled (re-entrant, so a caller may hold it around a poll)."""
         with self._locks_guard:
-            return self._locks.setdefault(url, threading.Lock())
+            return self._locks.setdefault(url, threading.RLock())
+
+    def wait_idle(self, url: str) -> None:
+        """Return once no poll of this feed is in flight."""
+        with self.feed_lock(url):
+            pass
 
     def poll(self, feed: Feed) -> PollResult:
-        with self._lock(feed.url):
+        with self.feed_lock(feed.url):
             try:
                 return self._poll(feed)
             except Exception as exc:  # a bug must not stop the scheduler's job
@@ -314,16 +322,28 @@ class FeedPoller:
 
 
 class FeedScheduler:
-    """One APScheduler job per feed, re-armed after each poll at the chosen interval."""
+    """One APScheduler job per feed, re-armed after each poll at the chosen interval.
+
+    The feeds given at construction are scheduled by :meth:`start`; :meth:`add`
+    and :meth:`remove` change the set while it runs (the sharded poller does,
+    as partitions come and go).
+    """
 
     def __init__(
-        self, poller: FeedPoller, feeds: Sequence[Feed], default_interval: int, concurrency: int = 8
+        self,
+        poller: FeedPoller,
+        feeds: Sequence[Feed],
+        default_interval: int,
+        concurrency: int = 8,
     ) -> None:
         self.poller = poller
         self.feeds = list(feeds)
         self.default_interval = default_interval
         self.concurrency = concurrency
         self._scheduler: BackgroundScheduler | None = None
+        # Feeds scheduled here now. A run already handed to the thread pool when
+        # its feed is removed checks this, under the feed's lock, and does nothing.
+        self._active: set[str] = set()
 
     def _trigger(self, interval: float, start: datetime) -> IntervalTrigger:
         # Jitter spreads feeds that share an interval so that hosts and the
@@ -336,40 +356,61 @@ class FeedScheduler:
         )
 
     def _run(self, feed: Feed) -> None:
-        self.poller.poll(feed)
+        with self.poller.feed_lock(feed.url):
+            if feed.url not in self._active:
+                return
+            self.poller.poll(feed)
         state = self.poller.state.get(feed.url)
         scheduler = self._scheduler
         if scheduler is None or state.interval is None or state.next_due is None:
             return
         due = datetime.fromtimestamp(state.next_due, UTC)
-        scheduler.reschedule_job(feed.url, trigger=self._trigger(state.interval, due))
+        # The feed may have been removed while it was being polled.
+        with contextlib.suppress(JobLookupError):
+            scheduler.reschedule_job(feed.url, trigger=self._trigger(state.interval, due))
+
+    def add(self, feed: Feed) -> None:
+        """Schedule ``feed`` (or replace its job) from its persisted due time."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise RuntimeError("FeedScheduler.add before start")
+        self._active.add(feed.url)
+        state = self.poller.state.get(feed.url)
+        interval = state.interval or feed.interval or self.default_interval
+        # After a restart or a handover a feed waits for the due time it had.
+        now = datetime.now(UTC)
+        first = now
+        if state.next_due is not None:
+            first = max(now, datetime.fromtimestamp(state.next_due, UTC))
+        scheduler.add_job(
+            self._run,
+            self._trigger(interval, first),
+            args=[feed],
+            id=feed.url,
+            name=feed.name,
+            next_run_time=first,
+            replace_existing=True,
+            # One poll at a time per feed; missed runs collapse into one.
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(1, int(interval)),
+        )
+
+    def remove(self, url: str) -> None:
+        """Stop scheduling this feed; a poll in flight still finishes (see ``wait_idle``)."""
+        self._active.discard(url)
+        if self._scheduler is not None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(url)
 
     def start(self) -> None:
         scheduler = BackgroundScheduler(
             executors={"default": {"type": "threadpool", "max_workers": self.concurrency}},
             timezone=UTC,
         )
-        now = datetime.now(UTC)
-        for feed in self.feeds:
-            state = self.poller.state.get(feed.url)
-            interval = state.interval or feed.interval or self.default_interval
-            # After a restart a feed waits for the due time it had, not a new poll.
-            first = now
-            if state.next_due is not None:
-                first = max(now, datetime.fromtimestamp(state.next_due, UTC))
-            scheduler.add_job(
-                self._run,
-                self._trigger(interval, first),
-                args=[feed],
-                id=feed.url,
-                name=feed.name,
-                next_run_time=first,
-                # One poll at a time per feed; missed runs collapse into one.
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=max(1, int(interval)),
-            )
         self._scheduler = scheduler
+        for feed in self.feeds:
+            self.add(feed)
         scheduler.start()
 
     def stop(self) -> None:

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(6, ge=1, le=1000, description="Partitions of each pipeline topic.")
     poll_interval: int = Field(
-        300, ge=10, description="Seconds between polls of a feed that sets no interval."
+        300, ge=10, description="Seconds between polls of a new feed, until its rate is known."
     )
     host_max_concurrency: int = Field(
         2, ge=1, le=64, description="Requests in flight per host (feeds and articles together)."

@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from connectors.alert_sinks import AlertStateIndex, deliver, make_sink
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.elastic import ElasticStore
 from connectors.extract import extract_article
-from connectors.feed_state import FeedStateStore
+from connectors.feed_shards import KafkaFeedStateStore, ShardedPoller, publish_catalogue
 from connectors.http import GuardedClient
 from connectors.kafka import (
     BatchResult,
@@ -50,6 +49,7 @@ from pipeline.models import (
 )
 from pipeline.neardup import NearDupConfig, NearDuplicateIndex
 from pipeline.rules import BUILTIN_DESTINATIONS, Rule, RuleMatcher, load_rule_set
+from pipeline.schedule import ScheduleBounds
 from pipeline.settings import Settings
 from pipeline.stages import Deduper, build_alerts, enrich, sign
 
@@ -76,19 +76,13 @@ def reset_namespace(settings: Settings) -> list[str]:
         deliveries = delivery_stages(load_rule_set(settings.rules_path).rules)
     except RasdError:
         deliveries = ()  # an unreadable rules file must not prevent a reset
-    groups = (*STAGES, *deliveries, "dlq-replay")
+    groups = ("poll", *STAGES, *deliveries, "dlq-replay")
     deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), groups)
-    feed_state_path(settings).unlink(missing_ok=True)
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()
     finally:
         store.close()
-
-
-def feed_state_path(settings: Settings) -> Path:
-    """Where the poller keeps its per-feed state (see ``docs/polling.md``)."""
-    return settings.state_dir / "poller" / f"{settings.namespace}-feeds.json"
 
 
 def utcnow() -> datetime:
@@ -396,11 +390,57 @@ class Pipeline:
             self.clock,
             state=self.feed_state,
             politeness=self.politeness,
+            bounds=self.schedule_bounds,
         )
 
+    @property
+    def schedule_bounds(self) -> ScheduleBounds:
+        """The adaptive schedule's bounds; a new feed starts at ``RASD_POLL_INTERVAL``."""
+        interval = float(self.settings.poll_interval)
+        return ScheduleBounds(default_interval=interval, min_interval=min(300.0, interval))
+
     @functools.cached_property
-    def feed_state(self) -> FeedStateStore:
-        return FeedStateStore(feed_state_path(self.settings))
+    def feed_state(self) -> KafkaFeedStateStore:
+        """The feeds' poller state, kept in ``<ns>.feeds-state`` (docs/polling.md)."""
+        return KafkaFeedStateStore(
+            self.settings.kafka_servers, self.topics.feeds_state, self.sink("feed-state")
+        )
+
+    def sharded_poller(self, name: str = "rasd-poll") -> ShardedPoller:
+        """This process's member of the poller group, after publishing the catalogue."""
+        upserted, removed = publish_catalogue(
+            self.settings.kafka_servers, self.topics, self.feeds, self.sink("catalogue")
+        )
+        if upserted or removed:
+            log.info("feed catalogue: %d feed(s) published, %d removed", upserted, removed)
+        poller = self.poller()
+        scheduler = FeedScheduler(poller, [], self.settings.poll_interval)
+        return ShardedPoller(
+            poller,
+            scheduler,
+            self.feed_state,
+            self.settings.kafka_servers,
+            self.topics,
+            self.stop,
+            name=name,
+        )
+
+    def start_poller(self) -> threading.Thread:
+        """Run the sharded poller in a thread until :attr:`stop` is set."""
+        sharded = self.sharded_poller()
+
+        def run() -> None:
+            while not self.stop.is_set():
+                try:
+                    sharded.run()
+                except Exception:
+                    self.stats.inc("poll", "crashed")
+                    log.exception("poller crashed; restarting in 5s")
+                    self.stop.wait(5)
+
+        thread = threading.Thread(target=run, name="poller", daemon=True)
+        thread.start()
+        return thread
 
     def start_workers(self, stages: tuple[str, ...] | None = None) -> list[threading.Thread]:
         if stages is None:
@@ -471,6 +511,7 @@ class Pipeline:
             for worker in self.workers:
                 worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
+            self.feed_state.load()
             polls = self.poller().poll_all(self.feeds)
             drained = self.wait_drained(
                 self.settings.drain_timeout,
@@ -483,8 +524,7 @@ class Pipeline:
     def run_forever(self, report_every: float = 60.0) -> None:
         self.prepare()
         threads = self.start_workers()
-        scheduler = FeedScheduler(self.poller(), self.feeds, self.settings.poll_interval)
-        scheduler.start()
+        threads.append(self.start_poller())
         log.info(
             "rasd running: %d feeds, %d rules, stages %s",
             len(self.feeds),
@@ -495,7 +535,6 @@ class Pipeline:
             while not self.stop.wait(report_every):
                 log.info("counts: %s", self.stats.snapshot())
         finally:
-            scheduler.stop()
             self.shutdown(threads)
 
     def shutdown(self, threads: list[threading.Thread]) -> None:

@@ -350,13 +350,9 @@ def worker(
     try:
         pipeline.prepare()
         if stage == "poll":
-            from connectors.poller import FeedScheduler
-
-            scheduler = FeedScheduler(pipeline.poller(), pipeline.feeds, settings.poll_interval)
-            scheduler.start()
+            # One member of the poller group: start several and they share the feeds.
             with contextlib.suppress(KeyboardInterrupt):
-                pipeline.stop.wait()
-            scheduler.stop()
+                pipeline.sharded_poller().run()
         else:
             with contextlib.suppress(KeyboardInterrupt):
                 pipeline.worker(stage).run()
@@ -901,17 +897,23 @@ def feeds_status(feeds: FeedsFile = None, namespace: Namespace = None) -> None:
     """Per feed: last success, last error, items/day, current interval and state."""
     from datetime import UTC, datetime
 
-    from connectors.feed_state import FeedStateStore
+    from connectors.feed_shards import KafkaFeedStateStore
+    from connectors.kafka import KafkaSink, Topics
     from pipeline.feeds import load_feeds
     from pipeline.schedule import ScheduleBounds, items_per_day
-    from rasd.app import feed_state_path
 
     settings = settings_from(feeds_file=feeds, namespace=namespace)
     try:
         catalogue = load_feeds(settings.feeds_path)
     except RasdError as exc:
         fail(exc)
-    states = FeedStateStore(feed_state_path(settings)).all()
+    # Read-only: the sink is never used, so no producer is created.
+    sink = KafkaSink(settings.kafka_servers)
+    store = KafkaFeedStateStore(
+        settings.kafka_servers, Topics(settings.namespace).feeds_state, sink
+    )
+    store.load()
+    states = store.all()
     now = time.time()
 
     def when(ts: float | None) -> str:
