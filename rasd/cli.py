@@ -327,7 +327,11 @@ def run(
 @app.command("worker")
 def worker(
     stage: Annotated[
-        str, typer.Argument(help="poll, extract, dedupe, cluster, enrich, index or alert")
+        str,
+        typer.Argument(
+            help="poll, extract, dedupe, cluster, enrich, index, alert, deliver "
+            "(every destination the rules name) or deliver-<destination>"
+        ),
     ],
     feeds: FeedsFile = None,
     rules: RulesFile = None,
@@ -338,28 +342,39 @@ def worker(
 
     from rasd.app import STAGES
 
-    if stage not in (*STAGES, "poll") and not stage.startswith("deliver-"):
+    if stage not in (*STAGES, "poll", "deliver") and not stage.startswith("deliver-"):
         raise typer.BadParameter(
-            f"choose one of poll, {', '.join(STAGES)} or deliver-<destination>",
+            f"choose one of poll, {', '.join(STAGES)}, deliver or deliver-<destination>",
             param_hint="STAGE",
         )
     settings = settings_from(feeds_file=feeds, rules_file=rules, namespace=namespace)
     _logging(settings)
     pipeline = _pipeline(settings)
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
+    threads: list[Any] = []
     try:
         pipeline.prepare()
         if stage == "poll":
             # One member of the poller group: start several and they share the feeds.
             with contextlib.suppress(KeyboardInterrupt):
                 pipeline.sharded_poller().run()
+        elif stage == "deliver":
+            stages = pipeline.delivery_stages()
+            if not stages:
+                console.print(
+                    "the rules name no destination besides the built-ins "
+                    "(alerts topic, alerts index, log): nothing to deliver"
+                )
+            threads = pipeline.start_workers(stages)
+            with contextlib.suppress(KeyboardInterrupt):
+                pipeline.stop.wait()
         else:
             with contextlib.suppress(KeyboardInterrupt):
                 pipeline.worker(stage).run()
     except RasdError as exc:
         fail(exc)
     finally:
-        pipeline.shutdown([])
+        pipeline.shutdown(threads)
 
 
 topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)

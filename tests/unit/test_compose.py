@@ -180,7 +180,7 @@ def assert_real_command(args: list[str], where: str) -> None:
     result = CliRunner().invoke(app, [*args, "--help"])
     assert result.exit_code == 0, f"{where}: `rasd {' '.join(args)} --help`:\n{result.output}"
     if path == ["worker"]:
-        assert rest and rest[0] in (*STAGES, "poll"), f"{where}: unknown stage in {args}"
+        assert rest and rest[0] in (*STAGES, "poll", "deliver"), f"{where}: unknown stage in {args}"
 
 
 def image_tag(image: str) -> tuple[str, str]:
@@ -205,6 +205,7 @@ def test_compose_parses_with_the_expected_services() -> None:
         "enrich",
         "index",
         "alert",
+        "deliver",
     }
     assert expected <= names, f"missing services: {sorted(expected - names)}"
     assert set(compose().get("volumes") or {}) >= {"kafka-data", "es-data"}
@@ -275,11 +276,13 @@ def test_the_pipeline_settings_are_given_to_every_rasd_service() -> None:
                 assert key.removeprefix("RASD_").lower() in fields, f"{name}: unknown {key}"
 
 
-def test_extract_scales_and_the_poller_does_not() -> None:
+def test_extract_and_the_poller_scale() -> None:
     svc = services()
-    replicas = svc["extract"].get("deploy", {}).get("replicas")
-    assert replicas is not None, "extract sets no deploy.replicas"
-    assert "replicas" not in svc["poller"].get("deploy", {}), "two pollers fetch twice"
+    for name in ("extract", "poller"):
+        replicas = svc[name].get("deploy", {}).get("replicas")
+        assert replicas is not None, f"{name} sets no deploy.replicas"
+    # Poller instances share the feeds through a consumer group (docs/polling.md).
+    assert rasd_invocations(svc["poller"]) == [["worker", "poll"]]
     for service in svc.values():
         assert "container_name" not in service, "container_name prevents scaling"
 
