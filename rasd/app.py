@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.alert_sinks import AlertStateIndex, deliver, make_sink
+from connectors.alert_sinks import AlertStateIndex, LogSink, deliver, make_sink
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.elastic import ElasticStore
 from connectors.extract import extract_article
@@ -54,7 +54,6 @@ from pipeline.settings import Settings
 from pipeline.stages import Deduper, build_alerts, enrich, sign
 
 log = logging.getLogger("rasd")
-alert_log = logging.getLogger("rasd.alerts")
 
 #: The stage workers, in pipeline order.
 #: ``dedupe`` computes the text keys on any number of workers; ``cluster``
@@ -369,14 +368,7 @@ class Pipeline:
                 # alerts topic (deliver-<name>); the log is immediate.
                 rule = self.matcher.rule(alert.rule_id)
                 if rule is None or "log" in rule.destinations:
-                    alert_log.warning(
-                        "ALERT [%s] [%s] %s | %s | %s",
-                        alert.severity,
-                        alert.rule_name,
-                        alert.title,
-                        alert.outlet,
-                        alert.url,
-                    )
+                    LogSink().send(alert)
 
     # --- running -------------------------------------------------------------------
 

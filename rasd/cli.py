@@ -699,21 +699,15 @@ def rules_test(
         hits = matcher.match_text(content)
     else:
         from connectors.extract import decode_page, extract_text
-        from connectors.http import GuardedClient
 
-        settings = settings_from()
-        client = GuardedClient(
-            settings.user_agent, allow_private_networks=settings.allow_private_networks
-        )
+        assert url is not None
+        page = _fetch(url)
+        html, _ = decode_page(page.content, page.charset)
         try:
-            assert url is not None
-            page = client.fetch(url)
-            html, _ = decode_page(page.content, page.charset)
             found = extract_text(html, page.final_url, datetime.now(UTC))
         except RasdError as exc:
             fail(exc)
-        finally:
-            client.close()
+            raise
         hits = matcher.match_fields({"title": found.title or "", "body": found.body})
     for hit in hits:
         print(json.dumps(hit.as_json(), ensure_ascii=False))
@@ -950,6 +944,23 @@ def feeds_status(feeds: FeedsFile = None, namespace: Namespace = None) -> None:
     out.print(table)
 
 
+def _fetch(url: str) -> Any:
+    """One page through the pipeline's guarded client; a refusal exits 1 with the reason."""
+    from connectors.http import GuardedClient
+
+    settings = settings_from()
+    client = GuardedClient(
+        settings.user_agent, allow_private_networks=settings.allow_private_networks
+    )
+    try:
+        return client.fetch(url)
+    except RasdError as exc:
+        fail(exc)
+        raise  # fail() exits; this keeps the type checker informed
+    finally:
+        client.close()
+
+
 @app.command("extract")
 def extract(
     source: Annotated[str, typer.Argument(help="An http(s) URL to fetch, or a saved HTML file.")],
@@ -969,21 +980,10 @@ def extract(
     from datetime import UTC, datetime
 
     from connectors.extract import decode_page, extract_text
-    from connectors.http import GuardedClient
 
     status: int | None = None
     if source.startswith(("http://", "https://")):
-        settings = settings_from()
-        client = GuardedClient(
-            settings.user_agent, allow_private_networks=settings.allow_private_networks
-        )
-        try:
-            page = client.fetch(source)
-        except RasdError as exc:
-            fail(exc)
-            raise  # fail() exits; this keeps the type checker informed
-        finally:
-            client.close()
+        page = _fetch(source)
         content, declared, url, status = page.content, page.charset, page.final_url, page.status
     else:
         try:
@@ -1032,21 +1032,14 @@ def _text_of(source: str) -> str:
         from datetime import UTC, datetime
 
         from connectors.extract import decode_page, extract_text
-        from connectors.http import GuardedClient
 
-        settings = settings_from()
-        client = GuardedClient(
-            settings.user_agent, allow_private_networks=settings.allow_private_networks
-        )
+        page = _fetch(source)
+        html, _ = decode_page(page.content, page.charset)
         try:
-            page = client.fetch(source)
-            html, _ = decode_page(page.content, page.charset)
             return extract_text(html, page.final_url, datetime.now(UTC)).body
         except RasdError as exc:
             fail(exc)
             raise  # fail() exits; this keeps the type checker informed
-        finally:
-            client.close()
     try:
         return Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
