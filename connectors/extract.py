@@ -45,6 +45,7 @@ from connectors.http import FetchResult, decode_body
 from pipeline.errors import PermanentError
 from pipeline.models import Article, FeedItem
 from pipeline.stages import detect_language
+from pipeline.urls import page_canonical
 
 __all__ = [
     "MIN_WORDS",
@@ -448,6 +449,9 @@ def extract_article(item: FeedItem, page: FetchResult, now: datetime) -> Article
         updates["title"] = found.title
     if item.published_at is None and found.date is not None:
         updates["published_at"] = found.date
+    canonical = page_canonical(item.canonical_url, page.final_url, found.canonical_url)
+    if canonical != item.canonical_url:
+        updates["canonical_url"] = canonical
     if updates:
         item = item.model_copy(update=updates)
     return Article.from_item(

@@ -200,7 +200,7 @@ def detect_language(text: str) -> str:
 
 # --------------------------------------------------------------------------- dedupe
 
-KeyKind = Literal["url", "body"]
+KeyKind = Literal["url", "body", "canonical"]
 
 #: Bodies shorter than this (in tokens) are not deduped by hash: "اقرأ المزيد"
 #: or an empty extraction would otherwise make unrelated articles duplicates.
@@ -391,23 +391,34 @@ class Deduper:
                 self.state.put("body", digest, DedupeEntry(article.id, own.cluster_id))
             return verdict(own.cluster_id, own.kind, own.duplicate_of, own)
 
+        # A copy that names, as its canonical URL, an article already seen; or
+        # the original arriving after a copy that named it. Only an article
+        # that lives at the canonical URL counts: a canonical shared by
+        # unrelated pages (a section page, a CMS bug) never makes a copy.
         alias_key = article_id(article.canonical_url)
+        earlier: DedupeEntry | None = None
         if alias_key != article.id:
-            alias = self.state.get("url", alias_key)
-            if alias is not None and alias.article_id != article.id:
-                self.state.put(
-                    "url",
+            at_canonical = self.state.get("url", alias_key)
+            if at_canonical is not None and at_canonical.article_id == alias_key:
+                earlier = at_canonical
+        if earlier is None:
+            named = self.state.get("canonical", article.id)
+            if named is not None and named.article_id != article.id:
+                earlier = named
+        if earlier is not None:
+            self.state.put(
+                "url",
+                article.id,
+                DedupeEntry(
                     article.id,
-                    DedupeEntry(
-                        article.id,
-                        alias.cluster_id,
-                        "url",
-                        alias.article_id,
-                        first_seen=seen,
-                        index_name=index,
-                    ),
-                )
-                return verdict(alias.cluster_id, "url", alias.article_id)
+                    earlier.cluster_id,
+                    "url",
+                    earlier.article_id,
+                    first_seen=seen,
+                    index_name=index,
+                ),
+            )
+            return verdict(earlier.cluster_id, "url", earlier.article_id)
 
         if dedupe_body:
             first = self.state.put("body", digest, DedupeEntry(article.id, article.id))
@@ -447,7 +458,7 @@ class Deduper:
         if sig is not None and self.near is not None:
             self.near.add(article.id, stored.cluster_id, sig, article.first_seen)
         if alias_key != article.id:
-            self.state.put("url", alias_key, DedupeEntry(article.id, stored.cluster_id))
+            self.state.put("canonical", alias_key, DedupeEntry(article.id, stored.cluster_id))
         return verdict(stored.cluster_id, stored.kind, stored.duplicate_of, stored)
 
 

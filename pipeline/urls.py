@@ -148,3 +148,27 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
 def article_id(canonical_url: str) -> str:
     """The stable article id: the first 32 hex digits of SHA-256 of the canonical URL."""
     return hashlib.sha256(canonical_url.encode("utf-8")).hexdigest()[:32]
+
+
+def page_canonical(item_canonical: str, final_url: str, rel_canonical: str | None) -> str:
+    """The canonical URL an extracted page claims for itself, for the dedupe stage.
+
+    The page's ``rel=canonical`` wins, then the URL the fetch ended on after
+    redirects, then the feed's own link (``item_canonical``). A claim that is a
+    site's home page (path ``/``, no query) is ignored: a common CMS bug gives
+    every page that canonical, and following it would make every article of
+    the site a copy of the first. The deduper adds a second guard: a canonical
+    URL only makes a copy when it is an article rasd has itself seen.
+    """
+    for claim in (rel_canonical, final_url):
+        if not claim:
+            continue
+        try:
+            canonical = canonicalize_url(claim)
+        except PermanentError:
+            continue
+        parts = urlsplit(canonical)
+        if parts.path == "/" and not parts.query:
+            continue
+        return canonical
+    return item_canonical

@@ -27,6 +27,7 @@ from connectors.http import FetchResult, decode_body
 from pipeline.arabic import normalize
 from pipeline.errors import PermanentError
 from pipeline.models import Article
+from pipeline.urls import canonicalize_url
 from tests.unit.helpers import item
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -341,6 +342,24 @@ def test_canonical_link_must_be_http() -> None:
     html = PAGE.replace("<head>", '<head><link rel="canonical" href="/742513/slug">')
     article = extract_article(item(URL, title=""), page(html), NOW)
     assert article.page_canonical_url == "https://www.enabbaladi.net/742513/slug"
+
+
+def test_the_dedupe_canonical_comes_from_the_page() -> None:
+    original = item(URL, title="")
+    assert original.canonical_url == canonicalize_url(URL)
+    # rel=canonical (relative here) becomes the article's canonical URL.
+    html = PAGE.replace("<head>", '<head><link rel="canonical" href="/742513/slug?utm_medium=x">')
+    article = extract_article(original, page(html), NOW)
+    assert article.canonical_url == "https://enabbaladi.net/742513/slug"
+    assert article.id == original.id  # the id fixed at discovery never changes
+    # A home-page canonical is ignored; the URL the redirects ended on counts.
+    html = PAGE.replace("<head>", '<head><link rel="canonical" href="/">')
+    article = extract_article(
+        original, page(html, url="https://www.enabbaladi.net/2026/11/x/"), NOW
+    )
+    assert article.canonical_url == "https://enabbaladi.net/2026/11/x"
+    article = extract_article(original, page(PAGE), NOW)
+    assert article.canonical_url == original.canonical_url
 
 
 def test_date_from_htmldate_when_the_metadata_has_none() -> None:

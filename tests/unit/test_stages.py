@@ -22,7 +22,7 @@ from pipeline.stages import (
     enrich,
     make_feed_item,
 )
-from pipeline.urls import article_id
+from pipeline.urls import article_id, canonicalize_url
 
 from .helpers import BODY, SEEN, article
 
@@ -133,6 +133,38 @@ def test_canonical_url_of_an_earlier_article_is_a_url_duplicate() -> None:
         first.id,
     )
     assert v.id != first.id  # the id fixed at discovery never changes
+
+
+def _claiming(url: str, canonical: str, body: str) -> Article:
+    # As the extract stage sets it (pipeline.urls.page_canonical): in canonical form.
+    update = {"canonical_url": canonicalize_url(canonical)}
+    return article(url, body=body).model_copy(update=update)
+
+
+def test_the_original_arriving_after_a_copy_that_named_it_joins_the_copy() -> None:
+    d = Deduper(InMemoryDedupeState())
+    original_url = "https://www.enabbaladi.net/742513/"
+    copy = d.check(_claiming("https://news.example.org/wire/1", original_url, "نص النسخة"))
+    original = d.check(article(original_url, body="نص الأصل المختلف في الصياغة"))
+    assert not copy.is_duplicate
+    assert (original.duplicate_kind, original.duplicate_of, original.cluster_id) == (
+        "url",
+        copy.id,
+        copy.id,
+    )
+    # A re-delivery of the original keeps that verdict and its first index.
+    again = d.check(article(original_url, body="نص الأصل المختلف في الصياغة"))
+    assert again.model_dump() == original.model_dump()
+
+
+def test_a_canonical_shared_by_unrelated_pages_makes_no_copy() -> None:
+    # A CMS that gives every article its section page as rel=canonical.
+    d = Deduper(InMemoryDedupeState())
+    section = "https://www.example-news.org/politics"
+    a = d.check(_claiming("https://www.example-news.org/1", section, "خبر أول عن الانتخابات"))
+    b = d.check(_claiming("https://www.example-news.org/2", section, "خبر ثان عن الزراعة"))
+    assert not a.is_duplicate and not b.is_duplicate
+    assert b.cluster_id == b.id
 
 
 def test_in_memory_state_is_first_writer_wins_and_bounded() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import PermanentError
-from pipeline.urls import article_id, canonicalize_url
+from pipeline.urls import article_id, canonicalize_url, page_canonical
+
+ITEM_URL = "https://www.enabbaladi.net/?p=742513"
+ITEM_CANONICAL = canonicalize_url(ITEM_URL)
 
 AJ = "https://aljazeera.net/news/2024/12/9/قيصر-يكشف"
 AJ_ENC = "https://aljazeera.net/news/2024/12/9/%D9%82%D9%8A%D8%B5%D8%B1-%D9%8A%D9%83%D8%B4%D9%81"
@@ -131,3 +134,26 @@ def test_article_id_is_stable_and_distinguishes_urls() -> None:
     # Pinned so that a change of the hash scheme (which would re-key every
     # stored article) cannot go unnoticed.
     assert article_id("https://bbc.com/arabic/articles/x1") == ("4202ee8244e26c7653b115f0f0d88cae")
+
+
+@pytest.mark.parametrize(
+    ("rel", "final", "expected"),
+    [
+        # rel=canonical wins, in canonical form
+        (
+            "https://www.enabbaladi.net/742513/?utm_source=x",
+            ITEM_URL,
+            "https://enabbaladi.net/742513",
+        ),
+        # no rel=canonical: the URL the redirects ended on
+        (None, "https://syria.tv/node/7?fbclid=1", "https://syria.tv/node/7"),
+        # a home page is never a canonical: the redirect target, then the item's
+        ("https://www.enabbaladi.net/", "https://syria.tv/node/7", "https://syria.tv/node/7"),
+        ("https://www.enabbaladi.net/", "https://syria.tv/", ITEM_CANONICAL),
+        # unusable claims fall through
+        ("javascript:alert(1)", "", ITEM_CANONICAL),
+        ("not a url", "https://syria.tv/node/8", "https://syria.tv/node/8"),
+    ],
+)
+def test_page_canonical(rel: str | None, final: str, expected: str) -> None:
+    assert page_canonical(ITEM_CANONICAL, final, rel) == expected
