@@ -817,6 +817,63 @@ def alerts_undelivered(namespace: Namespace = None, as_json: AsJson = False) -> 
     console.print(f"{len(rows)} undelivered alert(s)")
 
 
+@alerts_app.command("resend")
+def alerts_resend(
+    destination: Annotated[
+        str | None, typer.Option("--destination", help="Only this destination.")
+    ] = None,
+    rules: RulesFile = None,
+    namespace: Namespace = None,
+) -> None:
+    """Send the undelivered alerts again (with the destination's retries); exit 1 if any fail.
+
+    Uses the destinations of the current rules file, so a fixed URL or password
+    takes effect. Each outcome replaces the alert's delivery record.
+    """
+    import threading
+
+    from connectors.alert_sinks import AlertStateIndex, deliver, make_sink
+    from connectors.elastic import ElasticStore
+    from pipeline.alerting import parse_destinations
+    from pipeline.models import Alert
+    from pipeline.rules import load_rule_set
+
+    settings = settings_from(rules_file=rules, namespace=namespace)
+    try:
+        rule_set = load_rule_set(settings.rules_path)
+        specs = parse_destinations(settings.rules_path, rule_set.destinations)
+    except RasdError as exc:
+        fail(exc)
+        raise
+    store = ElasticStore.from_settings(settings)
+    sinks: dict[str, Any] = {}
+    sent = failed = 0
+    try:
+        state = AlertStateIndex(store.client, settings.namespace)
+        rows = [r for r in state.undelivered() if destination in (None, r.get("destination"))]
+        for row in rows:
+            name = str(row.get("destination"))
+            if name not in specs:
+                out.print(f"[yellow]skipped[/] {row.get('alert_id')}: no destination {name!r}")
+                failed += 1
+                continue
+            if name not in sinks:
+                sinks[name] = make_sink(name, specs[name])
+            alert = Alert.from_json(str(row["alert"]))
+            ok, error, attempts = deliver(sinks[name], alert, threading.Event().wait)
+            state.record_delivery(alert, name, ok, error, attempts)
+            sent, failed = sent + ok, failed + (not ok)
+            mark = "[green]delivered[/]" if ok else f"[red]failed[/] {escape(error[:120])}"
+            out.print(f"{alert.id} → {name}: {mark}")
+    finally:
+        for sink in sinks.values():
+            sink.close()
+        store.close()
+    out.print(f"{sent} delivered, {failed} still undelivered")
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     once: Annotated[bool, typer.Option("--once", help="One pass, then a summary.")] = False,

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import socketserver
 import subprocess
 import sys
@@ -231,5 +232,49 @@ def test_throttle_claims_and_undelivered_listing(es: Any, unique: str) -> None:
             (ALERT.id, "hook", 5)
         ]
         assert Alert.from_json(rows[0]["alert"]) == ALERT  # the alert itself is kept
+    finally:
+        es.indices.delete(index=f"{namespace}-alerts*", ignore_unavailable=True)
+
+
+def test_resend_delivers_what_failed_and_keeps_what_still_fails(
+    es: Any, unique: str, hook: WebhookServer, tmp_path: Any
+) -> None:
+    namespace = f"t7r-{unique}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/gone"  # nothing listens there
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""\
+rules:
+  - {{id: caesar, name: قيصر, any: [قيصر], destinations: [hook, dead]}}
+destinations:
+  hook: {{type: webhook, url: "{hook.url}", backoff: 0.05}}
+  dead: {{type: webhook, url: "{dead_url}", retries: 2, backoff: 0.05, timeout: 2}}
+""",
+        encoding="utf-8",
+    )
+    state = AlertStateIndex(es, namespace)  # type: ignore[arg-type]
+    try:
+        # Both failed in the pipeline (the hook was down then).
+        state.record_delivery(ALERT, "hook", False, "ConnectError: refused", 5)
+        state.record_delivery(ALERT, "dead", False, "ConnectError: refused", 5)
+        resent = subprocess.run(
+            [sys.executable, "-m", "rasd", "alerts", "resend", "--rules", str(rules)],
+            env={**os.environ, "RASD_NAMESPACE": namespace},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert resent.returncode == 1, resent.stdout + resent.stderr  # one still fails
+        assert "1 delivered, 1 still undelivered" in resent.stdout
+        # The hook answers 503 twice first: the resend retries like the pipeline does.
+        assert len(hook.requests) == 3
+        assert {json.loads(body)["id"] for _, body in hook.requests} == {ALERT.id}
+        assert state.delivery_state(ALERT.id, "hook") == "delivered"
+        assert state.delivery_state(ALERT.id, "dead") == "undelivered"
+        left = [(r["destination"], r["attempts"]) for r in state.undelivered()]
+        assert left == [("dead", 2)]  # the record now shows the resend's attempts
     finally:
         es.indices.delete(index=f"{namespace}-alerts*", ignore_unavailable=True)
