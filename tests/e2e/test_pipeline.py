@@ -204,6 +204,13 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(
     again = run.once()
     assert again["items"] == 0
     assert again["articles_extracted"] == 1
-    paths = {d["canonical_url"].split(str(run.site.port), 1)[1] for d in _docs(es, run)}
-    assert missing in paths
-    assert len(paths) == expectations["counts"]["unique_articles"] + 1
+    docs = {d["url"].split(str(run.site.port), 1)[1]: d for d in _docs(es, run)}
+    assert missing in docs
+    assert len(docs) == expectations["counts"]["unique_articles"] + 1
+    # The page now served there is the Caesar article, rel=canonical included:
+    # it is indexed, and marked as a copy of the Caesar article by that link.
+    copy, caesar_doc = docs[missing], docs[expectations["caesar_rule"]["article"]]
+    assert copy["canonical_url"] == caesar_doc["canonical_url"]
+    assert (copy["is_duplicate"], copy["duplicate_kind"]) == (True, "url")
+    assert copy["cluster_id"] == caesar_doc["cluster_id"]
+    assert _alert_count(es, run) == 1
