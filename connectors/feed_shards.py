@@ -9,8 +9,11 @@ partitions it holds.
 
 A feed's poller state (validators, seen items, health, next due time) lives in
 the compacted topic ``<ns>.feeds-state`` under the same key, in the partition
-with the same number (both topics have the same partition count and the same
-key hashing). The handover of a partition is therefore clean:
+with the same number: the state is always written to the partition number
+of the feed's catalogue record, and a feed's catalogue record never changes
+partition (an update goes where the feed already is), so adding partitions
+later moves no feed. Both topics must have the same partition count
+(:func:`check_partitions`). The handover of a partition is therefore clean:
 
 1. Kafka revokes the partition from its old owner before it assigns it to the
    new one (the group's rebalance protocol). On revocation the old owner
@@ -21,10 +24,14 @@ key hashing). The handover of a partition is therefore clean:
    schedules each feed at the due time its state records.
 
 So no feed is polled twice for one due time, and none waits longer than the
-rebalance. An instance that dies without revoking (``kill -9``) loses at most
-the state written since its last flush (every few seconds): the new owner
-may then poll those feeds once early, and the dedupe stage drops any item
-polled twice. ``docs/polling.md`` has the details.
+rebalance. kafka-python runs the rebalance callbacks on its network thread,
+where they hold up the group heartbeats; each callback is therefore bounded by
+:data:`HANDOVER_TIMEOUT`, well under :data:`SESSION_TIMEOUT_MS`. A poll still
+in flight when that runs out writes its state late, so the new owner may
+poll that feed once early. An instance that dies without revoking
+(``kill -9``) loses at most the state written since its last flush (every
+few seconds), with the same effect. The dedupe stage drops any item polled
+twice. ``docs/polling.md`` has the details.
 """
 
 from __future__ import annotations
@@ -32,15 +39,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from pipeline.errors import RetriableError
+from pipeline.errors import ConfigError, RetriableError
 from pipeline.feeds import Feed
 from pipeline.schedule import FeedState
 
@@ -48,9 +56,26 @@ from .feed_state import FeedStateStore, state_from_json
 from .kafka import KafkaSink, Topics, read_to_end
 from .poller import FeedPoller, FeedScheduler
 
-__all__ = ["KafkaFeedStateStore", "ShardedPoller", "publish_catalogue", "read_catalogue"]
+__all__ = [
+    "HANDOVER_TIMEOUT",
+    "SESSION_TIMEOUT_MS",
+    "KafkaFeedStateStore",
+    "ShardedPoller",
+    "catalogue_partitions",
+    "check_partitions",
+    "publish_catalogue",
+    "read_catalogue",
+]
 
 log = logging.getLogger(__name__)
+
+#: How long the poller group waits for a silent member (killed, or stuck) before
+#: it moves that member's partitions to the others.
+SESSION_TIMEOUT_MS: Final = 30_000
+#: The most each rebalance callback may take (waiting for polls in flight and
+#: flushing the state; reading the state). The callbacks block the heartbeats,
+#: so this must stay well under the session timeout.
+HANDOVER_TIMEOUT: Final = 10.0
 
 
 def _reader(bootstrap: str, topic: str, partitions: Iterable[int] | None, name: str) -> Any:
@@ -66,23 +91,52 @@ def _reader(bootstrap: str, topic: str, partitions: Iterable[int] | None, name: 
     return consumer
 
 
-def read_catalogue(bootstrap: str, topics: Topics) -> dict[str, bytes]:
-    """The feeds currently published in ``<ns>.feeds``: URL to the record's value."""
-    current: dict[str, bytes] = {}
+def check_partitions(bootstrap: str, topics: Topics) -> int:
+    """The partition count of ``<ns>.feeds``.
+
+    Raises :class:`ConfigError` unless ``<ns>.feeds-state`` has as many.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="rasd-check")
+    try:
+        feeds = consumer.partitions_for_topic(topics.feeds) or set()
+        states = consumer.partitions_for_topic(topics.feeds_state) or set()
+    finally:
+        consumer.close()
+    if len(feeds) != len(states):
+        raise ConfigError(
+            f"{topics.feeds} has {len(feeds)} partition(s) but {topics.feeds_state} has "
+            f"{len(states)}: a feed's state is kept in the partition number of the feed, "
+            "so give both topics the same count (kafka-topics.sh --alter --partitions N)"
+        )
+    return len(feeds)
+
+
+def _catalogue(bootstrap: str, topics: Topics) -> dict[str, tuple[int, bytes]]:
+    current: dict[str, tuple[int, bytes]] = {}
 
     def apply(record: Any) -> None:
         url = record.key.decode()
         if record.value is None:
             current.pop(url, None)
         else:
-            current[url] = record.value
+            current[url] = (record.partition, record.value)
 
     consumer = _reader(bootstrap, topics.feeds, None, "catalogue")
     try:
-        read_to_end(consumer, apply)
+        read_to_end(consumer, apply, timeout=120)
     finally:
         consumer.close()
     return current
+
+
+def catalogue_partitions(bootstrap: str, topics: Topics) -> dict[str, int]:
+    """The partition of each feed in ``<ns>.feeds`` (see :meth:`KafkaFeedStateStore.route`)."""
+    return {url: partition for url, (partition, _) in _catalogue(bootstrap, topics).items()}
+
+
+def read_catalogue(bootstrap: str, topics: Topics) -> dict[str, bytes]:
+    """The feeds currently published in ``<ns>.feeds``: URL to the record's value."""
+    return {url: value for url, (_, value) in _catalogue(bootstrap, topics).items()}
 
 
 def feed_value(feed: Feed) -> bytes:
@@ -98,17 +152,22 @@ def publish_catalogue(
     catalogue do not disturb each other. The catalogue file is the source of
     truth: every instance of one namespace must be given the same file.
     """
-    current = read_catalogue(bootstrap, topics)
+    current = _catalogue(bootstrap, topics)
     upserted = 0
     for feed in feeds:
         value = feed_value(feed)
-        if current.get(feed.url) != value:
+        where = current.get(feed.url)
+        if where is None:
             sink.send(topics.feeds, feed.url, value)
+            upserted += 1
+        elif where[1] != value:
+            # Where the feed already is, even if partitions were added since.
+            sink.send(topics.feeds, feed.url, value, partition=where[0])
             upserted += 1
     listed = {feed.url for feed in feeds}
     removed = [url for url in current if url not in listed]
     for url in removed:
-        sink.send(topics.feeds, url, None)
+        sink.send(topics.feeds, url, None, partition=current[url][0])
     sink.flush()
     return upserted, len(removed)
 
@@ -116,10 +175,11 @@ def publish_catalogue(
 class KafkaFeedStateStore(FeedStateStore):
     """:class:`FeedStateStore` whose every update also goes to ``<ns>.feeds-state``.
 
-    ``put`` sends the new state at once; ``save`` waits until everything sent
-    is acknowledged (also every ``save_every`` seconds from ``put``). A failed
-    write is logged and counted, not raised: the state in memory stays right,
-    and the feed's next poll writes its whole state again.
+    ``put`` sends the new state at once, to the partition :meth:`route` gave
+    the feed (that of its catalogue record); ``save`` waits until everything
+    sent is acknowledged (also every ``save_every`` seconds from ``put``). A
+    failed write is logged and counted, not raised: the state in memory stays
+    right, and the feed's next poll writes its whole state again.
     """
 
     def __init__(
@@ -130,9 +190,18 @@ class KafkaFeedStateStore(FeedStateStore):
         self.topic = topic
         self.sink = sink
         self.failed_writes = 0
+        self._partition_of: dict[str, int] = {}
 
-    def load(self, partitions: Iterable[int] | None = None) -> int:
-        """Read these partitions (default: all) of the state topic into memory."""
+    def route(self, url: str, partition: int) -> None:
+        """Write this feed's state to ``partition`` (its catalogue record's)."""
+        with self._lock:
+            self._partition_of[url] = partition
+
+    def load(self, partitions: Iterable[int] | None = None, timeout: float | None = None) -> int:
+        """Read these partitions (default: all) of the state topic into memory.
+
+        Raises :class:`RetriableError` if their end is not reached in ``timeout`` seconds.
+        """
         loaded: dict[str, FeedState | None] = {}
 
         def apply(record: Any) -> None:
@@ -147,7 +216,7 @@ class KafkaFeedStateStore(FeedStateStore):
 
         consumer = _reader(self.bootstrap, self.topic, partitions, "feed-state")
         try:
-            read_to_end(consumer, apply)
+            read_to_end(consumer, apply, timeout)
         finally:
             consumer.close()
         with self._lock:
@@ -161,14 +230,22 @@ class KafkaFeedStateStore(FeedStateStore):
     def put(self, state: FeedState) -> None:
         with self._lock:
             self._states[state.url] = state
+            partition = self._partition_of.get(state.url)
         value = json.dumps(asdict(state), ensure_ascii=False).encode()
-        self.sink.send(self.topic, state.url, value)
+        self.sink.send(self.topic, state.url, value, partition=partition)
         if self._due():
             self.save()
 
-    def save(self) -> None:
+    def delete(self, url: str) -> None:
+        """Forget a feed removed from the catalogue, here and in the topic (a tombstone)."""
+        with self._lock:
+            self._states.pop(url, None)
+            partition = self._partition_of.pop(url, None)
+        self.sink.send(self.topic, url, None, partition=partition)
+
+    def save(self, timeout: float = 60.0) -> None:
         try:
-            self.sink.flush()
+            self.sink.flush(timeout=timeout)
         except (RetriableError, KafkaError) as exc:
             self.failed_writes += 1
             log.warning("feed state: not every update reached %s: %s", self.topic, exc)
@@ -179,6 +256,7 @@ class KafkaFeedStateStore(FeedStateStore):
         with self._lock:
             for url in urls:
                 self._states.pop(url, None)
+                self._partition_of.pop(url, None)
 
 
 class ShardedPoller:
@@ -208,56 +286,89 @@ class ShardedPoller:
         self.owned: dict[str, int] = {}
         self.partitions: set[int] = set()
         self.assignments = 0
+        self.late_handovers = 0
+        self.handover_timeout = HANDOVER_TIMEOUT
         self._consumer: Any = None
+        # The rebalance callbacks run on kafka-python's network thread, the
+        # catalogue records on run()'s thread (and the last revocation too).
+        self._handover = threading.Lock()
 
-    # --- rebalance callbacks (they run inside consumer.poll, on run()'s thread) ----
+    # --- rebalance callbacks (on kafka-python's network thread: keep them bounded) --
 
     def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        lost = {tp.partition for tp in revoked}
-        urls = [url for url, p in self.owned.items() if p in lost]
-        for url in urls:
-            self.scheduler.remove(url)
-        for url in urls:
-            self.poller.wait_idle(url)  # a poll in flight ends and writes its state
-        self.state.save()
-        self.state.forget(urls)
-        for url in urls:
-            del self.owned[url]
-        self.partitions -= lost
-        if urls:
-            log.info("%s: handed over %d feed(s) of partitions %s", self.name, len(urls), lost)
+        with self._handover:
+            lost = {tp.partition for tp in revoked}
+            urls = [url for url, p in self.owned.items() if p in lost]
+            for url in urls:
+                self.scheduler.remove(url)
+            deadline = time.monotonic() + self.handover_timeout
+            busy = [
+                url  # a poll in flight ends and writes its state, or the time runs out
+                for url in urls
+                if not self.poller.wait_idle(url, deadline - time.monotonic())
+            ]
+            if busy:
+                self.late_handovers += len(busy)
+                log.warning(
+                    "%s: %d poll(s) still in flight after %.0f s of handover (%s); the new "
+                    "owner may poll those feeds once early",
+                    self.name,
+                    len(busy),
+                    self.handover_timeout,
+                    ", ".join(busy[:3]),
+                )
+            self.state.save(timeout=max(1.0, deadline - time.monotonic()))
+            self.state.forget(urls)
+            for url in urls:
+                del self.owned[url]
+            self.partitions -= lost
+            if urls:
+                log.info("%s: handed over %d feed(s) of partitions %s", self.name, len(urls), lost)
 
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        tps = list(assigned)
-        numbers = {tp.partition for tp in tps}
-        restored = self.state.load(numbers) if numbers else 0
-        if tps:
-            self._consumer.seek_to_beginning(*tps)
-        self.partitions |= numbers
-        self.assignments += 1
-        log.info(
-            "%s: partitions %s assigned, %d feed state(s) restored",
-            self.name,
-            sorted(numbers),
-            restored,
-        )
+        with self._handover:
+            tps = list(assigned)
+            numbers = {tp.partition for tp in tps}
+            restored = 0
+            if numbers:
+                try:
+                    restored = self.state.load(numbers, timeout=self.handover_timeout)
+                except (RetriableError, KafkaError) as exc:
+                    # Better to poll these feeds on a fresh schedule than to hold
+                    # the group up: the dedupe stage absorbs an early poll.
+                    log.warning("%s: feed state of %s not read: %s", self.name, numbers, exc)
+                self._consumer.seek_to_beginning(*tps)
+            self.partitions |= numbers
+            self.assignments += 1
+            log.info(
+                "%s: partitions %s assigned, %d feed state(s) restored",
+                self.name,
+                sorted(numbers),
+                restored,
+            )
 
     # --- the loop ------------------------------------------------------------------
 
     def _apply(self, record: Any) -> None:
         url = record.key.decode()
-        if record.value is None:
-            if url in self.owned:
-                self.scheduler.remove(url)
-                del self.owned[url]
-            return
-        try:
-            feed = Feed.model_validate_json(record.value)
-        except ValidationError as exc:
-            log.warning("%s: ignoring an invalid catalogue entry %s: %s", self.name, url, exc)
-            return
-        self.owned[feed.url] = record.partition
-        self.scheduler.add(feed)
+        with self._handover:
+            if record.partition not in self.partitions:
+                return  # fetched before its partition was revoked
+            if record.value is None:
+                if url in self.owned:
+                    self.scheduler.remove(url)
+                    self.poller.wait_idle(url, self.handover_timeout)
+                    del self.owned[url]
+                    self.state.delete(url)
+                return
+            try:
+                feed = Feed.model_validate_json(record.value)
+            except ValidationError as exc:
+                log.warning("%s: ignoring an invalid catalogue entry %s: %s", self.name, url, exc)
+                return
+            self.owned[feed.url] = record.partition
+            self.state.route(feed.url, record.partition)
+            self.scheduler.add(feed)
 
     def run(self) -> None:
         owner = self
@@ -275,6 +386,8 @@ class ShardedPoller:
             client_id=self.name,
             enable_auto_commit=False,  # the catalogue is always read from the start
             auto_offset_reset="earliest",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=SESSION_TIMEOUT_MS // 10,
         )
         self._consumer = consumer
         self.scheduler.start()

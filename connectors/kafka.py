@@ -163,6 +163,7 @@ class KafkaSink:
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self._pending: list[Any] = []
+        self._pending_lock = threading.Lock()
 
     @property
     def producer(self) -> KafkaProducer:
@@ -189,14 +190,19 @@ class KafkaSink:
         key: str | bytes | None,
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]] = (),
+        partition: int | None = None,
     ) -> Any:
+        """Queue one record (``partition``: this one, instead of the key's hash)."""
         raw_key = key.encode() if isinstance(key, str) else key
         try:
-            future = self.producer.send(topic, key=raw_key, value=value, headers=list(headers))
+            future = self.producer.send(
+                topic, key=raw_key, value=value, headers=list(headers), partition=partition
+            )
         except KafkaError as exc:
             # e.g. a record over max_request_size, rejected before it is queued.
             future = _FailedSend(exc)
-        self._pending.append(future)
+        with self._pending_lock:  # one sink may be shared by several threads
+            self._pending.append(future)
         return future
 
     def flush(self, timeout: float = 60.0) -> None:
@@ -205,7 +211,8 @@ class KafkaSink:
         Raises :class:`SendFailed` (retriable) naming, by position in send order
         since the last flush, each record that failed and why.
         """
-        pending, self._pending = self._pending, []
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
         with self._lock:
             producer = self._producer
         if producer is not None:
@@ -642,16 +649,23 @@ def replay_dead_letters(sink: KafkaSink, letters: Iterable[DeadLetter], dlq_topi
     return sent
 
 
-def read_to_end(consumer: KafkaConsumer, apply: Callable[[Any], None]) -> int:
+def read_to_end(
+    consumer: KafkaConsumer, apply: Callable[[Any], None], timeout: float | None = None
+) -> int:
     """Hand every record of the consumer's assigned partitions, up to their current
     end offsets, to ``apply``; return how many there were.
 
     The end offsets are read once, at the call: what a changelog's reader needs
-    to be sure it has seen everything acknowledged before it started.
+    to be sure it has seen everything acknowledged before it started. Given a
+    ``timeout`` (seconds), raises :class:`RetriableError` when the end is not
+    reached by then.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     ends = consumer.end_offsets(list(consumer.assignment()))
     n = 0
     while any(consumer.position(tp) < end for tp, end in ends.items()):
+        if deadline is not None and time.monotonic() > deadline:
+            raise RetriableError(f"not at the end of {sorted(ends)} after {timeout:.0f} s")
         for records in consumer.poll(timeout_ms=1000).values():
             for record in records:
                 apply(record)

@@ -161,10 +161,13 @@ class FeedPoller:
         with self._locks_guard:
             return self._locks.setdefault(url, threading.RLock())
 
-    def wait_idle(self, url: str) -> None:
-        """Return once no poll of this feed is in flight."""
-        with self.feed_lock(url):
-            pass
+    def wait_idle(self, url: str, timeout: float | None = None) -> bool:
+        """Wait until no poll of this feed is in flight; False if ``timeout`` ran out first."""
+        lock = self.feed_lock(url)
+        if not lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        lock.release()
+        return True
 
     def poll(self, feed: Feed) -> PollResult:
         with self.feed_lock(feed.url):

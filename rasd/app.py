@@ -21,7 +21,13 @@ from connectors.alert_sinks import AlertStateIndex, LogSink, deliver, make_sink
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.elastic import ElasticStore
 from connectors.extract import extract_article
-from connectors.feed_shards import KafkaFeedStateStore, ShardedPoller, publish_catalogue
+from connectors.feed_shards import (
+    KafkaFeedStateStore,
+    ShardedPoller,
+    catalogue_partitions,
+    check_partitions,
+    publish_catalogue,
+)
 from connectors.http import GuardedClient
 from connectors.kafka import (
     BatchResult,
@@ -400,6 +406,7 @@ class Pipeline:
 
     def sharded_poller(self, name: str = "rasd-poll") -> ShardedPoller:
         """This process's member of the poller group, after publishing the catalogue."""
+        check_partitions(self.settings.kafka_servers, self.topics)
         upserted, removed = publish_catalogue(
             self.settings.kafka_servers, self.topics, self.feeds, self.sink("catalogue")
         )
@@ -504,6 +511,10 @@ class Pipeline:
                 worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
             self.feed_state.load()
+            for url, partition in catalogue_partitions(
+                self.settings.kafka_servers, self.topics
+            ).items():
+                self.feed_state.route(url, partition)
             polls = self.poller().poll_all(self.feeds)
             drained = self.wait_drained(
                 self.settings.drain_timeout,
