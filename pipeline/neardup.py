@@ -61,11 +61,15 @@ class NearDupConfig:
     only chooses the LSH bands; it is lower so that pairs near the verdict
     threshold still become candidates. ``min_shingles``: shorter bodies (a
     teaser, an extraction that failed) are never clustered by similarity.
+    ``canonical_threshold``: a page that names another article's URL as its
+    canonical must share at least this much text with it to be its copy (it
+    tells a copy from a page whose CMS pins one story's URL on every page).
     """
 
     shingle: int = 3
     num_perm: int = 128
     threshold: float = 0.15
+    canonical_threshold: float = 0.05
     lsh_threshold: float = 0.1
     min_shingles: int = 12
     window: timedelta = timedelta(days=7)

@@ -359,6 +359,23 @@ class Deduper:
             datetime.fromisoformat(entry.first_seen),
         )
 
+    def _shares_text(self, keys: TextKeys, other: DedupeEntry) -> bool:
+        """Whether ``keys`` and the article of ``other`` may be one story's text.
+
+        True unless both have a MinHash and their estimated Jaccard similarity
+        is under :attr:`NearDupConfig.canonical_threshold`: without signatures
+        (near-duplicate search off, or a body too short) the canonical URL is
+        trusted alone.
+        """
+        if self.near is None or keys.signature is None or not other.signature:
+            return True
+        try:
+            theirs = decode_signature(other.signature, self.near.config)
+        except ValueError:
+            return True
+        similarity = float(keys.signature.jaccard(theirs))
+        return similarity >= self.near.config.canonical_threshold
+
     def check(self, article: Article, keys: TextKeys | None = None) -> DedupedArticle:
         keys = keys or self.keys(article.body)
         digest = keys.body_hash
@@ -395,15 +412,26 @@ class Deduper:
         # the original arriving after a copy that named it. Only an article
         # that lives at the canonical URL counts: a canonical shared by
         # unrelated pages (a section page, a CMS bug) never makes a copy.
+        # The two must also share text: an article at the canonical URL that is
+        # another story (a CMS that pins one story's URL on every page) is not
+        # the original of this one.
         alias_key = article_id(article.canonical_url)
         earlier: DedupeEntry | None = None
         if alias_key != article.id:
             at_canonical = self.state.get("url", alias_key)
-            if at_canonical is not None and at_canonical.article_id == alias_key:
+            if (
+                at_canonical is not None
+                and at_canonical.article_id == alias_key
+                and self._shares_text(keys, at_canonical)
+            ):
                 earlier = at_canonical
         if earlier is None:
             named = self.state.get("canonical", article.id)
-            if named is not None and named.article_id != article.id:
+            if (
+                named is not None
+                and named.article_id != article.id
+                and self._shares_text(keys, self.state.get("url", named.article_id) or named)
+            ):
                 earlier = named
         if earlier is not None:
             self.state.put(

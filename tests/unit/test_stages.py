@@ -10,6 +10,7 @@ from pipeline.arabic import normalize
 from pipeline.errors import PermanentError
 from pipeline.feeds import Feed
 from pipeline.models import Article, DedupedArticle, alert_id
+from pipeline.neardup import NearDuplicateIndex
 from pipeline.rules import Rule, RuleMatcher
 from pipeline.stages import (
     MIN_BODY_WORDS_FOR_DEDUPE,
@@ -165,6 +166,57 @@ def test_a_canonical_shared_by_unrelated_pages_makes_no_copy() -> None:
     b = d.check(_claiming("https://www.example-news.org/2", section, "خبر ثان عن الزراعة"))
     assert not a.is_duplicate and not b.is_duplicate
     assert b.cluster_id == b.id
+
+
+CAESAR_STORY = (
+    "قال فريق التوثيق إن الصور التي سربها قيصر من داخل المعتقلات السورية ما زالت "
+    "تساعد العائلات على معرفة مصير أبنائها بعد سنوات من الغياب، وإن لجنة جديدة بدأت "
+    "مطابقة الصور مع سجلات المفقودين في ثلاث محافظات"
+)
+HARVEST_STORY = (
+    "أعلنت مديرية الزراعة في حماة أن موسم حصاد القمح هذا العام أفضل من الذي سبقه "
+    "بفضل الأمطار الغزيرة في الربيع، وأن المراكز ستستلم المحصول من الفلاحين بأسعار "
+    "محددة حتى نهاية الشهر المقبل"
+)
+
+
+def _near_deduper() -> Deduper:
+    return Deduper(InMemoryDedupeState(), NearDuplicateIndex())
+
+
+def test_a_story_pinned_as_every_pages_canonical_makes_no_copies() -> None:
+    # A CMS that puts its pinned story's URL in every page's rel=canonical: the
+    # pinned story is a real article, but the other pages are other stories.
+    pinned = "https://www.example-news.org/2026/11/caesar"
+    for order in ("pinned first", "pinned last"):
+        d = _near_deduper()
+        page = _claiming("https://www.example-news.org/2026/11/harvest", pinned, HARVEST_STORY)
+        if order == "pinned first":
+            story = d.check(article(pinned, body=CAESAR_STORY))
+            other = d.check(page)
+        else:
+            other = d.check(page)
+            story = d.check(article(pinned, body=CAESAR_STORY))
+        assert not story.is_duplicate, order
+        assert not other.is_duplicate and other.cluster_id == other.id, order
+
+
+def test_a_copy_that_names_its_original_and_shares_its_text_is_a_url_copy() -> None:
+    original_url = "https://www.enabbaladi.net/742513/"
+    edited = CAESAR_STORY.replace("ثلاث محافظات", "أربع محافظات") + " وفق ما نشره موقع الوكالة"
+    for order in ("original first", "copy first"):
+        d = _near_deduper()
+        copy_article = _claiming("https://news.example.org/wire/1", original_url, edited)
+        if order == "original first":
+            first, second = d.check(article(original_url, body=CAESAR_STORY)), d.check(copy_article)
+        else:
+            first, second = d.check(copy_article), d.check(article(original_url, body=CAESAR_STORY))
+        assert not first.is_duplicate, order
+        assert (second.duplicate_kind, second.duplicate_of, second.cluster_id) == (
+            "url",
+            first.id,
+            first.id,
+        ), order
 
 
 def test_in_memory_state_is_first_writer_wins_and_bounded() -> None:
