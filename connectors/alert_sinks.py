@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import smtplib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -261,18 +261,61 @@ class AlertStateIndex:
         except (TransportError, ApiError) as exc:
             raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
 
-    def undelivered(self, size: int = 1000) -> list[dict[str, Any]]:
+    def _undelivered_query(self, destination: str | None) -> dict[str, Any]:
+        terms: list[dict[str, Any]] = [{"term": {"state.keyword": "undelivered"}}]
+        if destination is not None:
+            terms.append({"term": {"destination.keyword": destination}})
+        return {"bool": {"filter": terms}}
+
+    def count_undelivered(self, destination: str | None = None) -> int:
         try:
             self.client.indices.refresh(index=self.deliveries_index)
-            response = self.client.search(
-                index=self.deliveries_index,
-                size=size,
-                query={"term": {"state.keyword": "undelivered"}},
-                sort=[{"at": {"order": "desc"}}],
+            response = self.client.count(
+                index=self.deliveries_index, query=self._undelivered_query(destination)
             )
         except NotFoundError:
-            return []
-        return [hit["_source"] for hit in response["hits"]["hits"]]
+            return 0
+        except (TransportError, ApiError) as exc:
+            raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
+        return int(response["count"])
+
+    def undelivered(
+        self, destination: str | None = None, limit: int | None = None, page: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """The undelivered records (of one destination), newest first, all of them
+        unless ``limit``; read a page at a time (``search_after``)."""
+        try:
+            self.client.indices.refresh(index=self.deliveries_index)
+        except NotFoundError:
+            return
+        except (TransportError, ApiError) as exc:
+            raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
+        # A total order (the document id is alert id and destination), so that
+        # pages neither skip nor repeat records that share a timestamp.
+        sort = [{"at": "desc"}, {"alert_id.keyword": "asc"}, {"destination.keyword": "asc"}]
+        after: list[Any] | None = None
+        given = 0
+        while limit is None or given < limit:
+            size = page if limit is None else min(page, limit - given)
+            try:
+                response = self.client.search(
+                    index=self.deliveries_index,
+                    size=size,
+                    query=self._undelivered_query(destination),
+                    sort=sort,
+                    search_after=after,
+                )
+            except NotFoundError:
+                return
+            except (TransportError, ApiError) as exc:
+                raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
+            hits = response["hits"]["hits"]
+            for hit in hits:
+                yield hit["_source"]
+            given += len(hits)
+            if len(hits) < size:
+                return
+            after = hits[-1]["sort"]
 
 
 def deliver(sink: AlertSink, alert: Alert, wait: Callable[[float], bool]) -> tuple[bool, str, int]:

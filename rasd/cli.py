@@ -786,8 +786,18 @@ alerts_app = typer.Typer(help="Raised alerts and their delivery.", no_args_is_he
 app.add_typer(alerts_app, name="alerts")
 
 
+Destination = Annotated[
+    str | None, typer.Option("--destination", help="Only this destination's alerts.")
+]
+
+
 @alerts_app.command("undelivered")
-def alerts_undelivered(namespace: Namespace = None, as_json: AsJson = False) -> None:
+def alerts_undelivered(
+    destination: Destination = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (0: all).", min=0)] = 1000,
+    namespace: Namespace = None,
+    as_json: AsJson = False,
+) -> None:
     """Alerts a destination could not take after its retries (newest first)."""
     import json
 
@@ -797,7 +807,12 @@ def alerts_undelivered(namespace: Namespace = None, as_json: AsJson = False) -> 
     settings = settings_from(namespace=namespace)
     store = ElasticStore.from_settings(settings)
     try:
-        rows = AlertStateIndex(store.client, settings.namespace).undelivered()
+        state = AlertStateIndex(store.client, settings.namespace)
+        total = state.count_undelivered(destination)
+        rows = list(state.undelivered(destination, limit=limit or None))
+    except RasdError as exc:
+        fail(exc)
+        raise
     finally:
         store.close()
     if as_json:
@@ -807,28 +822,28 @@ def alerts_undelivered(namespace: Namespace = None, as_json: AsJson = False) -> 
     table = Table("failed at", "destination", "attempts", "alert", "error")
     for row in rows:
         table.add_row(
-            row.get("failed_at", ""),
+            row.get("at", ""),
             row.get("destination", ""),
             str(row.get("attempts", "")),
             row.get("alert_id", ""),
-            str(row.get("error", ""))[:120],
+            escape(str(row.get("error", ""))[:120]),
         )
     out.print(table)
-    console.print(f"{len(rows)} undelivered alert(s)")
+    shown = f"{len(rows)} of {total}" if len(rows) < total else str(total)
+    console.print(f"{shown} undelivered alert(s)")
 
 
 @alerts_app.command("resend")
 def alerts_resend(
-    destination: Annotated[
-        str | None, typer.Option("--destination", help="Only this destination.")
-    ] = None,
+    destination: Destination = None,
     rules: RulesFile = None,
     namespace: Namespace = None,
 ) -> None:
     """Send the undelivered alerts again (with the destination's retries); exit 1 if any fail.
 
     Uses the destinations of the current rules file, so a fixed URL or password
-    takes effect. Each outcome replaces the alert's delivery record.
+    takes effect. Each outcome replaces the alert's delivery record. An alert
+    that was delivered meanwhile (by the running pipeline) is not sent again.
     """
     import threading
 
@@ -847,29 +862,39 @@ def alerts_resend(
         raise
     store = ElasticStore.from_settings(settings)
     sinks: dict[str, Any] = {}
-    sent = failed = 0
+    sent = failed = skipped = 0
     try:
         state = AlertStateIndex(store.client, settings.namespace)
-        rows = [r for r in state.undelivered() if destination in (None, r.get("destination"))]
-        for row in rows:
-            name = str(row.get("destination"))
+        # Read them all first: each resend rewrites its record, which would
+        # move it between the pages of a listing still being read.
+        rows = [(str(r["destination"]), str(r["alert"])) for r in state.undelivered(destination)]
+        console.print(f"{len(rows)} undelivered alert(s) to send again")
+        for name, raw in rows:
+            alert = Alert.from_json(raw)
             if name not in specs:
-                out.print(f"[yellow]skipped[/] {row.get('alert_id')}: no destination {name!r}")
+                out.print(f"[yellow]skipped[/] {alert.id}: no destination {name!r}")
                 failed += 1
+                continue
+            if state.delivery_state(alert.id, name) == "delivered":
+                skipped += 1  # the pipeline delivered it since the listing
                 continue
             if name not in sinks:
                 sinks[name] = make_sink(name, specs[name])
-            alert = Alert.from_json(str(row["alert"]))
             ok, error, attempts = deliver(sinks[name], alert, threading.Event().wait)
             state.record_delivery(alert, name, ok, error, attempts)
             sent, failed = sent + ok, failed + (not ok)
             mark = "[green]delivered[/]" if ok else f"[red]failed[/] {escape(error[:120])}"
             out.print(f"{alert.id} → {name}: {mark}")
+    except RasdError as exc:  # Elasticsearch went away: what was done is recorded
+        out.print(f"{sent} delivered, {failed} still undelivered before the error")
+        fail(exc)
+        raise
     finally:
         for sink in sinks.values():
             sink.close()
         store.close()
-    out.print(f"{sent} delivered, {failed} still undelivered")
+    already = f", {skipped} delivered meanwhile" if skipped else ""
+    out.print(f"{sent} delivered, {failed} still undelivered{already}")
     if failed:
         raise typer.Exit(1)
 

@@ -236,6 +236,33 @@ def test_throttle_claims_and_undelivered_listing(es: Any, unique: str) -> None:
         es.indices.delete(index=f"{namespace}-alerts*", ignore_unavailable=True)
 
 
+def test_the_undelivered_listing_pages_through_everything_of_one_destination(
+    es: Any, unique: str
+) -> None:
+    namespace = f"t7p-{unique}"
+    state = AlertStateIndex(es, namespace)  # type: ignore[arg-type]
+    alerts = [
+        ALERT.model_copy(update={"id": alert_id("caesar", f"cluster-{n}"), "cluster_id": f"c{n}"})
+        for n in range(7)
+    ]
+    try:
+        for alert in alerts:
+            state.record_delivery(alert, "hook", False, "HTTP 503", 5)
+        for alert in alerts[:3]:
+            state.record_delivery(alert, "mail", False, "SMTP 451", 3)
+        state.record_delivery(alerts[0], "slack", True, "", 1)
+        # Pages of 2: every record once, newest first, only the one destination.
+        hook = list(state.undelivered("hook", page=2))
+        assert sorted(r["alert_id"] for r in hook) == sorted(a.id for a in alerts)
+        assert {r["destination"] for r in hook} == {"hook"}
+        assert [r["at"] for r in hook] == sorted((r["at"] for r in hook), reverse=True)
+        assert len(list(state.undelivered(page=3))) == 10
+        assert len(list(state.undelivered("hook", limit=5, page=2))) == 5
+        assert (state.count_undelivered(), state.count_undelivered("mail")) == (10, 3)
+    finally:
+        es.indices.delete(index=f"{namespace}-alerts*", ignore_unavailable=True)
+
+
 def test_resend_delivers_what_failed_and_keeps_what_still_fails(
     es: Any, unique: str, hook: WebhookServer, tmp_path: Any
 ) -> None:
@@ -259,6 +286,10 @@ destinations:
         # Both failed in the pipeline (the hook was down then).
         state.record_delivery(ALERT, "hook", False, "ConnectError: refused", 5)
         state.record_delivery(ALERT, "dead", False, "ConnectError: refused", 5)
+        # Its undelivered record was overwritten by a later success: not sent again.
+        other = ALERT.model_copy(update={"id": alert_id("caesar", "cluster-2")})
+        state.record_delivery(other, "hook", False, "ConnectError: refused", 5)
+        state.record_delivery(other, "hook", True, "", 1)
         resent = subprocess.run(
             [sys.executable, "-m", "rasd", "alerts", "resend", "--rules", str(rules)],
             env={**os.environ, "RASD_NAMESPACE": namespace},
