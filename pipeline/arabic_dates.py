@@ -11,9 +11,12 @@ unparsed. :func:`parse_arabic_date` reads the three month-name families in use:
 
 with Arabic-Indic or Latin digits, an optional time (``ص``/``م``, صباحا/مساء
 for AM/PM) and an optional UTC offset after the time (``+03:00``,
-``GMT+3``). Without an offset the time is taken as UTC: feeds rarely say which
-local time they mean, and a wrong hour is better than no date. Anything it
-cannot read fully (no day, month and year) gives ``None``.
+``GMT+3``). The time must stand next to the date (a few letters apart, no
+digits between), so that "updated on 29 …, 14:05" after the date does not lend
+its hour. Without an offset the time is taken as UTC: feeds rarely say which
+local time they mean, and a wrong hour is better than no date. A time that
+cannot be (25:00) leaves the date at midnight. Anything it cannot read fully
+(no day, month and year) gives ``None``.
 """
 
 from __future__ import annotations
@@ -50,11 +53,15 @@ _DATE: Final = re.compile(
     rf"(?<!\d)(?P<day>\d{{1,2}})\s*(?:من\s+)?(?P<month>{_MONTH})(?![\w])"
     rf"\s*[,،/-]?\s*(?P<year>\d{{4}})(?!\d)"
 )
-_TIME: Final = re.compile(
+_CLOCK: Final = (
     r"(?<!\d)(?P<h>\d{1,2})[:：](?P<m>\d{2})(?:[:：](?P<s>\d{2}))?"
     r"(?:\s*(?P<ampm>صباحا|مساء|ص|م)(?![\w]))?"
     r"(?:\s*(?:GMT|UTC|غرينتش|بتوقيت غرينتش)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?"
 )
+#: What may stand between a date and its time: a separator, a weekday, "الساعة".
+_NEAR: Final = r"[^\d]{0,16}?"
+_TIME_AFTER: Final = re.compile(_NEAR + _CLOCK)
+_TIME_BEFORE: Final = re.compile(_CLOCK + _NEAR + r"$")
 
 
 def _canonical(text: str) -> str:
@@ -72,7 +79,9 @@ def parse_arabic_date(text: str) -> datetime | None:
     month = _MONTHS[date["month"]]
     hour = minute = second = 0
     offset = timedelta(0)
-    clock = _TIME.search(canonical, date.end()) or _TIME.search(canonical[: date.start()])
+    clock = _TIME_AFTER.match(canonical, date.end()) or _TIME_BEFORE.search(
+        canonical[: date.start()]
+    )
     if clock is not None:
         hour, minute, second = int(clock["h"]), int(clock["m"]), int(clock["s"] or 0)
         if clock["ampm"] in ("م", "مساء") and hour < 12:
@@ -85,6 +94,9 @@ def parse_arabic_date(text: str) -> datetime | None:
                 offset = -offset
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
-    except ValueError:  # 31 شباط, 25:00, an offset of 30 hours
-        return None
+    except ValueError:  # 25:00, 10:75, an offset of 30 hours: the date alone
+        try:
+            local = datetime(year, month, day, tzinfo=UTC)
+        except ValueError:  # 31 شباط
+            return None
     return local.astimezone(UTC)

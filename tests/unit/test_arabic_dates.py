@@ -35,6 +35,13 @@ from pipeline.feeds import Feed
         ("نشر في 7 فيفري 2026 على 08:10 -01:00", datetime(2026, 2, 7, 9, 10)),
         # A time before the date
         ("10:30 - 28 نوفمبر 2026", datetime(2026, 11, 28, 10, 30)),
+        ("10:30 م، السبت 28 نوفمبر 2026", datetime(2026, 11, 28, 22, 30)),
+        ("28 نوفمبر 2026 الساعة 10:30", datetime(2026, 11, 28, 10, 30)),
+        # A time that belongs to another date is not this date's
+        ("3 آب 2026 - آخر تحديث 29 آب 2026 14:05", datetime(2026, 8, 3)),
+        # An impossible time leaves the date
+        ("28 نوفمبر 2026 10:75", datetime(2026, 11, 28)),
+        ("28 نوفمبر 2026 25:00", datetime(2026, 11, 28)),
     ],
 )
 def test_arabic_dates(text: str, expected: datetime) -> None:
