@@ -27,7 +27,7 @@ So no feed is polled twice for one due time, and none waits longer than the
 rebalance. kafka-python runs the rebalance callbacks on its network thread,
 where they hold up the group heartbeats; each callback is therefore bounded by
 :data:`HANDOVER_TIMEOUT`, well under :data:`SESSION_TIMEOUT_MS`. A poll still
-in flight when that runs out writes its state late, so the new owner may
+in flight when that runs out writes no state (it is dropped), so the new owner may
 poll that feed once early. An instance that dies without revoking
 (``kill -9``) loses at most the state written since its last flush (every
 few seconds), with the same effect. The dedupe stage drops any item polled
@@ -102,6 +102,8 @@ def check_partitions(bootstrap: str, topics: Topics) -> int:
         states = consumer.partitions_for_topic(topics.feeds_state) or set()
     finally:
         consumer.close()
+    if not feeds:
+        raise ConfigError(f"{topics.feeds} does not exist: run `rasd topics create`")
     if len(feeds) != len(states):
         raise ConfigError(
             f"{topics.feeds} has {len(feeds)} partition(s) but {topics.feeds_state} has "
@@ -191,11 +193,15 @@ class KafkaFeedStateStore(FeedStateStore):
         self.sink = sink
         self.failed_writes = 0
         self._partition_of: dict[str, int] = {}
+        # Feeds handed over or removed: a poll that was still in flight then
+        # must not write their state (the new owner has it, or nobody should).
+        self._released: set[str] = set()
 
     def route(self, url: str, partition: int) -> None:
         """Write this feed's state to ``partition`` (its catalogue record's)."""
         with self._lock:
             self._partition_of[url] = partition
+            self._released.discard(url)
 
     def load(self, partitions: Iterable[int] | None = None, timeout: float | None = None) -> int:
         """Read these partitions (default: all) of the state topic into memory.
@@ -229,6 +235,11 @@ class KafkaFeedStateStore(FeedStateStore):
 
     def put(self, state: FeedState) -> None:
         with self._lock:
+            if state.url in self._released:
+                log.info(
+                    "feed state: %s was handed over; a late poll's state is dropped", state.url
+                )
+                return
             self._states[state.url] = state
             partition = self._partition_of.get(state.url)
         value = json.dumps(asdict(state), ensure_ascii=False).encode()
@@ -240,7 +251,8 @@ class KafkaFeedStateStore(FeedStateStore):
         """Forget a feed removed from the catalogue, here and in the topic (a tombstone)."""
         with self._lock:
             self._states.pop(url, None)
-            partition = self._partition_of.pop(url, None)
+            partition = self._partition_of.get(url)
+            self._released.add(url)
         self.sink.send(self.topic, url, None, partition=partition)
 
     def save(self, timeout: float = 60.0) -> None:
@@ -256,7 +268,7 @@ class KafkaFeedStateStore(FeedStateStore):
         with self._lock:
             for url in urls:
                 self._states.pop(url, None)
-                self._partition_of.pop(url, None)
+                self._released.add(url)
 
 
 class ShardedPoller:
@@ -289,8 +301,9 @@ class ShardedPoller:
         self.late_handovers = 0
         self.handover_timeout = HANDOVER_TIMEOUT
         self._consumer: Any = None
-        # The rebalance callbacks run on kafka-python's network thread, the
-        # catalogue records on run()'s thread (and the last revocation too).
+        # The rebalance callbacks run on kafka-python's network thread while
+        # run()'s thread waits in poll() or close(), so they do not overlap with
+        # _apply today; the lock keeps that true whatever the client does.
         self._handover = threading.Lock()
 
     # --- rebalance callbacks (on kafka-python's network thread: keep them bounded) --
@@ -299,6 +312,9 @@ class ShardedPoller:
         with self._handover:
             lost = {tp.partition for tp in revoked}
             urls = [url for url, p in self.owned.items() if p in lost]
+            self.partitions -= lost
+            if not urls:
+                return  # e.g. the consumer's close() after run() handed everything over
             for url in urls:
                 self.scheduler.remove(url)
             deadline = time.monotonic() + self.handover_timeout
@@ -321,9 +337,7 @@ class ShardedPoller:
             self.state.forget(urls)
             for url in urls:
                 del self.owned[url]
-            self.partitions -= lost
-            if urls:
-                log.info("%s: handed over %d feed(s) of partitions %s", self.name, len(urls), lost)
+            log.info("%s: handed over %d feed(s) of partitions %s", self.name, len(urls), lost)
 
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         with self._handover:

@@ -661,16 +661,32 @@ def read_to_end(
     reached by then.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    ends = consumer.end_offsets(list(consumer.assignment()))
-    n = 0
-    while any(consumer.position(tp) < end for tp, end in ends.items()):
-        if deadline is not None and time.monotonic() > deadline:
+
+    def left_ms() -> int | None:
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise RetriableError(f"not at the end of {sorted(ends)} after {timeout:.0f} s")
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
-                apply(record)
-                n += 1
-    return n
+        return max(1, int(left * 1000))
+
+    ends: dict[Any, int] = {}
+    try:
+        ends = consumer.end_offsets(list(consumer.assignment()), timeout_ms=left_ms())
+        n = 0
+        while True:
+            # A position not known yet (None) is not at the end.
+            behind = [
+                tp for tp, end in ends.items() if (consumer.position(tp, left_ms()) or 0) < end
+            ]
+            if not behind:
+                return n
+            for records in consumer.poll(timeout_ms=min(1000, left_ms() or 1000)).values():
+                for record in records:
+                    apply(record)
+                    n += 1
+    except KafkaError as exc:  # e.g. KafkaTimeoutError from end_offsets or position
+        raise RetriableError(f"reading {sorted(ends) or 'the topic'} to its end: {exc}") from exc
 
 
 def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:

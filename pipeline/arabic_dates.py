@@ -11,12 +11,14 @@ unparsed. :func:`parse_arabic_date` reads the three month-name families in use:
 
 with Arabic-Indic or Latin digits, an optional time (``ص``/``م``, صباحا/مساء
 for AM/PM) and an optional UTC offset after the time (``+03:00``,
-``GMT+3``). The time must stand next to the date (a few letters apart, no
-digits between), so that "updated on 29 …, 14:05" after the date does not lend
-its hour. Without an offset the time is taken as UTC: feeds rarely say which
-local time they mean, and a wrong hour is better than no date. A time that
-cannot be (25:00) leaves the date at midnight. Anything it cannot read fully
-(no day, month and year) gives ``None``.
+``GMT+3``; a sign right after the time, as in ``10:30-12:00``, is a range,
+not an offset). The time must stand next to the date (at most 16 characters
+apart, no digits between), so that "updated on 29 …, 14:05" after the date
+does not lend its hour; a label without a date ("updated 14:05") does.
+Without an offset the time is taken as UTC: feeds rarely say which local time
+they mean, and a wrong hour is better than no date. A time that cannot be
+(25:00) leaves the date at midnight. Anything it cannot read fully (no day,
+month and year) gives ``None``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ _DATE: Final = re.compile(
 _CLOCK: Final = (
     r"(?<!\d)(?P<h>\d{1,2})[:：](?P<m>\d{2})(?:[:：](?P<s>\d{2}))?"
     r"(?:\s*(?P<ampm>صباحا|مساء|ص|م)(?![\w]))?"
-    r"(?:\s*(?:GMT|UTC|غرينتش|بتوقيت غرينتش)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?"
+    r"(?:(?:\s*(?:GMT|UTC|غرينتش|بتوقيت غرينتش)\s*|\s+)"
+    r"(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?"
 )
 #: What may stand between a date and its time: a separator, a weekday, "الساعة".
 _NEAR: Final = r"[^\d]{0,16}?"

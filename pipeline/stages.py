@@ -216,9 +216,10 @@ class DedupeEntry:
     and where the article was first seen (``first_seen``, ISO 8601, and the
     ``index_name`` derived from it), so that a re-delivery in a later month still
     lands in the first month's index and never makes a second document.
-    ``signature`` is the article's MinHash (:func:`pipeline.neardup.encode_signature`)
-    when it was remembered for near-duplicate search, so that a restart rebuilds
-    the LSH index from the state alone.
+    ``signature`` is the article's MinHash (:func:`pipeline.neardup.encode_signature`),
+    so that a restart rebuilds the LSH index from the state alone (entries of
+    ``url`` and ``body`` copies are not indexed) and a page naming this
+    article as its canonical can be checked against its text.
     """
 
     article_id: str
@@ -348,6 +349,7 @@ class Deduper:
             self.near is None
             or kind != "url"
             or key != entry.article_id
+            or entry.kind in ("url", "body")  # copies were never in the index
             or not entry.signature
             or not entry.first_seen
         ):
@@ -444,6 +446,7 @@ class Deduper:
                     earlier.article_id,
                     first_seen=seen,
                     index_name=index,
+                    signature=keys.encoded_signature() or None,
                 ),
             )
             return verdict(earlier.cluster_id, "url", earlier.article_id)
@@ -461,6 +464,7 @@ class Deduper:
                         first.article_id,
                         first_seen=seen,
                         index_name=index,
+                        signature=keys.encoded_signature() or None,
                     ),
                 )
                 return verdict(first.cluster_id, "body", first.article_id)

@@ -511,6 +511,7 @@ class Pipeline:
                 worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
             self.feed_state.load()
+            check_partitions(self.settings.kafka_servers, self.topics)
             for url, partition in catalogue_partitions(
                 self.settings.kafka_servers, self.topics
             ).items():

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.errors import RasdError
+from pipeline.errors import PermanentError, RasdError
 from pipeline.settings import Settings
 
 console = Console(stderr=True)
@@ -870,7 +870,12 @@ def alerts_resend(
         rows = [(str(r["destination"]), str(r["alert"])) for r in state.undelivered(destination)]
         console.print(f"{len(rows)} undelivered alert(s) to send again")
         for name, raw in rows:
-            alert = Alert.from_json(raw)
+            try:
+                alert = Alert.from_json(raw)
+            except PermanentError as exc:  # a record written by an incompatible version
+                out.print(f"[red]unreadable[/] record for {name}: {escape(str(exc))[:200]}")
+                failed += 1
+                continue
             if name not in specs:
                 out.print(f"[yellow]skipped[/] {alert.id}: no destination {name!r}")
                 failed += 1
@@ -885,7 +890,9 @@ def alerts_resend(
             sent, failed = sent + ok, failed + (not ok)
             mark = "[green]delivered[/]" if ok else f"[red]failed[/] {escape(error[:120])}"
             out.print(f"{alert.id} → {name}: {mark}")
-    except RasdError as exc:  # Elasticsearch went away: what was done is recorded
+    except RasdError as exc:  # Elasticsearch went away
+        # The alert being sent when it failed may have gone out without its
+        # record saying so; a later resend would then send it once more.
         out.print(f"{sent} delivered, {failed} still undelivered before the error")
         fail(exc)
         raise

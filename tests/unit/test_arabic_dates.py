@@ -42,6 +42,8 @@ from pipeline.feeds import Feed
         # An impossible time leaves the date
         ("28 نوفمبر 2026 10:75", datetime(2026, 11, 28)),
         ("28 نوفمبر 2026 25:00", datetime(2026, 11, 28)),
+        # A range, not an offset
+        ("28 نوفمبر 2026 10:30-12:00", datetime(2026, 11, 28, 10, 30)),
     ],
 )
 def test_arabic_dates(text: str, expected: datetime) -> None:

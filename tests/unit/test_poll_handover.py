@@ -124,3 +124,25 @@ def test_a_record_of_a_partition_no_longer_held_is_ignored() -> None:
     sharded.partitions = {0}
     sharded._apply(_record(FEED.url, 4, FEED))  # would raise: the scheduler is not started
     assert sharded.owned == {}
+
+
+def test_a_late_poll_of_a_feed_handed_over_or_removed_writes_no_state() -> None:
+    sharded, _, sink = _rig()
+    store = sharded.state
+    store.route(FEED.url, 2)
+    store.forget([FEED.url])  # handed over while a poll was in flight
+    store.put(FeedState(url=FEED.url, polls=9))
+    assert sink.sent == [] and store.get(FEED.url) == FeedState(url=FEED.url)
+    store.route(FEED.url, 2)  # the partition came back
+    store.put(FeedState(url=FEED.url, polls=10))
+    assert sink.sent[-1][1] == FEED.url and sink.sent[-1][3] == 2
+    store.delete(FEED.url)  # removed from the catalogue
+    store.put(FeedState(url=FEED.url, polls=11))
+    assert sink.sent[-1] == (TOPICS.feeds_state, FEED.url, None, 2)
+
+
+def test_nothing_left_to_hand_over_flushes_nothing() -> None:
+    sharded, _, sink = _rig()
+    sharded.partitions = {0, 1}
+    sharded._revoked([TopicPartition(TOPICS.feeds, 0), TopicPartition(TOPICS.feeds, 1)])
+    assert sharded.partitions == set() and sink.flushes == []

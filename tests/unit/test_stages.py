@@ -201,6 +201,18 @@ def test_a_story_pinned_as_every_pages_canonical_makes_no_copies() -> None:
         assert not other.is_duplicate and other.cluster_id == other.id, order
 
 
+def test_a_pinned_story_that_is_itself_a_copy_makes_no_copies_either() -> None:
+    # The pinned story arrived as a body copy of a wire story: its entry must
+    # still carry its text's MinHash, or the check would be skipped.
+    pinned = "https://www.example-news.org/2026/11/caesar"
+    d = _near_deduper()
+    d.check(article("https://wire.example.org/caesar", body=CAESAR_STORY))
+    story = d.check(article(pinned, body=CAESAR_STORY))
+    page = d.check(_claiming("https://www.example-news.org/2026/11/harvest", pinned, HARVEST_STORY))
+    assert story.duplicate_kind == "body"
+    assert not page.is_duplicate and page.cluster_id == page.id
+
+
 def test_a_copy_that_names_its_original_and_shares_its_text_is_a_url_copy() -> None:
     original_url = "https://www.enabbaladi.net/742513/"
     edited = CAESAR_STORY.replace("ثلاث محافظات", "أربع محافظات") + " وفق ما نشره موقع الوكالة"
