@@ -229,37 +229,44 @@ class AlertStateIndex:
             raise RetriableError(f"{self.throttle_index}: {exc}") from exc
         return bool(held["_source"].get("alert_id") == alert_id)
 
-    def delivery_state(self, alert_id: str, destination: str) -> str | None:
-        """``delivered``, ``undelivered`` or None (not tried yet); a real-time GET."""
+    def _deliveries(
+        self, method: Callable[..., Any], missing_ok: bool = True, **kwargs: Any
+    ) -> Any:
+        """One request on the deliveries index: None when it (or the document) does
+        not exist and ``missing_ok``; RetriableError when Elasticsearch fails."""
         try:
-            doc = self.client.get(index=self.deliveries_index, id=f"{alert_id}:{destination}")
-        except NotFoundError:
+            return method(index=self.deliveries_index, **kwargs)
+        except NotFoundError as exc:
+            if not missing_ok:
+                raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
             return None
         except (TransportError, ApiError) as exc:
             raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
-        return str(doc["_source"]["state"])
+
+    def delivery_state(self, alert_id: str, destination: str) -> str | None:
+        """``delivered``, ``undelivered`` or None (not tried yet); a real-time GET."""
+        doc = self._deliveries(self.client.get, id=f"{alert_id}:{destination}")
+        return None if doc is None else str(doc["_source"]["state"])
 
     def record_delivery(
         self, alert: Alert, destination: str, delivered: bool, error: str, attempts: int
     ) -> None:
-        try:
-            self.client.index(
-                index=self.deliveries_index,
-                id=f"{alert.id}:{destination}",
-                document={
-                    "alert_id": alert.id,
-                    "rule_id": alert.rule_id,
-                    "destination": destination,
-                    "state": "delivered" if delivered else "undelivered",
-                    "error": error[:2000],
-                    "attempts": attempts,
-                    "at": datetime.now(UTC).isoformat(),
-                    # The whole alert, so an undelivered one can be read and re-sent.
-                    "alert": alert.to_json().decode("utf-8"),
-                },
-            )
-        except (TransportError, ApiError) as exc:
-            raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
+        self._deliveries(
+            self.client.index,
+            missing_ok=False,  # an outcome that cannot be written must not pass silently
+            id=f"{alert.id}:{destination}",
+            document={
+                "alert_id": alert.id,
+                "rule_id": alert.rule_id,
+                "destination": destination,
+                "state": "delivered" if delivered else "undelivered",
+                "error": error[:2000],
+                "attempts": attempts,
+                "at": datetime.now(UTC).isoformat(),
+                # The whole alert, so an undelivered one can be read and re-sent.
+                "alert": alert.to_json().decode("utf-8"),
+            },
+        )
 
     def _undelivered_query(self, destination: str | None) -> dict[str, Any]:
         terms: list[dict[str, Any]] = [{"term": {"state.keyword": "undelivered"}}]
@@ -268,28 +275,16 @@ class AlertStateIndex:
         return {"bool": {"filter": terms}}
 
     def count_undelivered(self, destination: str | None = None) -> int:
-        try:
-            self.client.indices.refresh(index=self.deliveries_index)
-            response = self.client.count(
-                index=self.deliveries_index, query=self._undelivered_query(destination)
-            )
-        except NotFoundError:
-            return 0
-        except (TransportError, ApiError) as exc:
-            raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
-        return int(response["count"])
+        self._deliveries(self.client.indices.refresh)
+        response = self._deliveries(self.client.count, query=self._undelivered_query(destination))
+        return 0 if response is None else int(response["count"])
 
     def undelivered(
         self, destination: str | None = None, limit: int | None = None, page: int = 500
     ) -> Iterator[dict[str, Any]]:
         """The undelivered records (of one destination), newest first, all of them
         unless ``limit``; read a page at a time (``search_after``)."""
-        try:
-            self.client.indices.refresh(index=self.deliveries_index)
-        except NotFoundError:
-            return
-        except (TransportError, ApiError) as exc:
-            raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
+        self._deliveries(self.client.indices.refresh)
         # A total order (the document id is alert id and destination), so that
         # pages neither skip nor repeat records that share a timestamp.
         sort = [{"at": "desc"}, {"alert_id.keyword": "asc"}, {"destination.keyword": "asc"}]
@@ -297,18 +292,15 @@ class AlertStateIndex:
         given = 0
         while limit is None or given < limit:
             size = page if limit is None else min(page, limit - given)
-            try:
-                response = self.client.search(
-                    index=self.deliveries_index,
-                    size=size,
-                    query=self._undelivered_query(destination),
-                    sort=sort,
-                    search_after=after,
-                )
-            except NotFoundError:
+            response = self._deliveries(
+                self.client.search,
+                size=size,
+                query=self._undelivered_query(destination),
+                sort=sort,
+                search_after=after,
+            )
+            if response is None:
                 return
-            except (TransportError, ApiError) as exc:
-                raise RetriableError(f"{self.deliveries_index}: {exc}") from exc
             hits = response["hits"]["hits"]
             for hit in hits:
                 yield hit["_source"]

@@ -159,12 +159,10 @@ def publish_catalogue(
     for feed in feeds:
         value = feed_value(feed)
         where = current.get(feed.url)
-        if where is None:
-            sink.send(topics.feeds, feed.url, value)
-            upserted += 1
-        elif where[1] != value:
-            # Where the feed already is, even if partitions were added since.
-            sink.send(topics.feeds, feed.url, value, partition=where[0])
+        if where is None or where[1] != value:
+            # A known feed stays where it is, even if partitions were added since.
+            partition = where[0] if where is not None else None
+            sink.send(topics.feeds, feed.url, value, partition=partition)
             upserted += 1
     listed = {feed.url for feed in feeds}
     removed = [url for url in current if url not in listed]
@@ -298,7 +296,6 @@ class ShardedPoller:
         self.owned: dict[str, int] = {}
         self.partitions: set[int] = set()
         self.assignments = 0
-        self.late_handovers = 0
         self.handover_timeout = HANDOVER_TIMEOUT
         self._consumer: Any = None
         # The rebalance callbacks run on kafka-python's network thread while
@@ -324,7 +321,7 @@ class ShardedPoller:
                 if not self.poller.wait_idle(url, deadline - time.monotonic())
             ]
             if busy:
-                self.late_handovers += len(busy)
+                self.poller.stats.inc("poll", "late_handover", len(busy))
                 log.warning(
                     "%s: %d poll(s) still in flight after %.0f s of handover (%s); the new "
                     "owner may poll those feeds once early",
@@ -377,7 +374,8 @@ class ShardedPoller:
                 return
             try:
                 feed = Feed.model_validate_json(record.value)
-            except ValidationError as exc:
+            except ValidationError as exc:  # written by another version of rasd
+                self.poller.stats.inc("poll", "invalid_catalogue_entry")
                 log.warning("%s: ignoring an invalid catalogue entry %s: %s", self.name, url, exc)
                 return
             self.owned[feed.url] = record.partition

@@ -384,6 +384,7 @@ class Deduper:
         dedupe_body = keys.words >= MIN_BODY_WORDS_FOR_DEDUPE
 
         seen, index = article.first_seen.isoformat(), article.index_name
+        minhash = keys.encoded_signature() or None  # kept in every entry of an article
 
         def verdict(
             cluster: str,
@@ -446,7 +447,7 @@ class Deduper:
                     earlier.article_id,
                     first_seen=seen,
                     index_name=index,
-                    signature=keys.encoded_signature() or None,
+                    signature=minhash,
                 ),
             )
             return verdict(earlier.cluster_id, "url", earlier.article_id)
@@ -464,7 +465,7 @@ class Deduper:
                         first.article_id,
                         first_seen=seen,
                         index_name=index,
-                        signature=keys.encoded_signature() or None,
+                        signature=minhash,
                     ),
                 )
                 return verdict(first.cluster_id, "body", first.article_id)
@@ -484,7 +485,7 @@ class Deduper:
             of,
             first_seen=seen,
             index_name=index,
-            signature=keys.encoded_signature() or None,
+            signature=minhash,
         )
         stored = self.state.put("url", article.id, entry)
         if sig is not None and self.near is not None:

@@ -510,8 +510,8 @@ class Pipeline:
             for worker in self.workers:
                 worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
-            self.feed_state.load()
             check_partitions(self.settings.kafka_servers, self.topics)
+            self.feed_state.load()
             for url, partition in catalogue_partitions(
                 self.settings.kafka_servers, self.topics
             ).items():

@@ -78,7 +78,7 @@ def test_a_poll_stuck_in_flight_does_not_hold_the_revocation_past_its_bound() ->
         release.set()
         thread.join(5)
     assert took < 5, took  # it returned while the poll was still in flight
-    assert sharded.late_handovers == 1
+    assert poller.stats.get("poll", "late_handover") == 1
     assert sharded.owned == {} and sharded.partitions == set()
     # The flush got what was left of the bound (at least 1 s), not a minute.
     assert sink.flushes and sink.flushes[-1] <= 1.0
@@ -89,7 +89,7 @@ def test_an_idle_feed_is_handed_over_and_its_state_flushed() -> None:
     sharded.partitions = {1, 2}
     sharded.owned = {FEED.url: 2, "https://other.example.org/rss": 1}
     sharded._revoked([TopicPartition(TOPICS.feeds, 2)])
-    assert sharded.late_handovers == 0
+    assert sharded.poller.stats.get("poll", "late_handover") == 0
     assert sharded.owned == {"https://other.example.org/rss": 1}
     assert sharded.partitions == {1}
     assert len(sink.flushes) == 1
