@@ -381,6 +381,11 @@ class RuleMatcher:
             self._automaton.make_automaton()
         self._empty = not table
 
+    @property
+    def pattern_count(self) -> int:
+        """How many surface patterns the automaton holds (a rules file's size at a glance)."""
+        return 0 if self._empty else len(self._automaton)
+
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 

@@ -58,13 +58,9 @@ from pipeline.rules import BUILTIN_DESTINATIONS, Rule, RuleMatcher, load_rule_se
 from pipeline.schedule import ScheduleBounds
 from pipeline.settings import Settings
 from pipeline.stages import Deduper, build_alerts, enrich, sign
+from rasd.stage_names import STAGES
 
 log = logging.getLogger("rasd")
-
-#: The stage workers, in pipeline order.
-#: ``dedupe`` computes the text keys on any number of workers; ``cluster``
-#: decides on one partition, a single writer (docs/dedupe.md).
-STAGES = ("extract", "dedupe", "cluster", "enrich", "index", "alert")
 
 
 def delivery_stages(rules: tuple[Rule, ...] | list[Rule]) -> tuple[str, ...]:

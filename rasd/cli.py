@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from pipeline.errors import PermanentError, RasdError
 from pipeline.settings import Settings
+from rasd.stage_names import WorkerStage
 
 console = Console(stderr=True)
 # Tables stay readable when piped (CI logs, `| less`), where rich would assume 80 columns.
@@ -35,6 +37,25 @@ stack_app = typer.Typer(
     help="The local Kafka and Elasticsearch (no Docker needed).", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rasd {package_version('rasd')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """rasd (رصد) watches Arabic news: feeds → extraction → dedupe → enrichment →
+    Elasticsearch, with alerts on watched names."""
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -54,19 +75,28 @@ def fail(exc: RasdError) -> None:
 KafkaPort = Annotated[
     int | None,
     typer.Option(
-        envvar="RASD_KAFKA_PORT", show_envvar=True, help="Kafka port on 127.0.0.1 [default: 9092]"
+        envvar="RASD_KAFKA_PORT",
+        show_envvar=True,
+        show_default="9092",
+        help="Kafka port on 127.0.0.1.",
     ),
 ]
 EsPort = Annotated[
     int | None,
     typer.Option(
-        envvar="RASD_ES_PORT", show_envvar=True, help="Elasticsearch port [default: 9200]"
+        envvar="RASD_ES_PORT",
+        show_envvar=True,
+        show_default="9200",
+        help="Elasticsearch port on 127.0.0.1.",
     ),
 ]
 StateDir = Annotated[
     Path | None,
     typer.Option(
-        envvar="RASD_STATE_DIR", show_envvar=True, help="Data, logs and pid files of the stack."
+        envvar="RASD_STATE_DIR",
+        show_envvar=True,
+        show_default="/var/lib/rasd as root, else ~/.local/state/rasd",
+        help="Data, logs and pid files of the stack.",
     ),
 ]
 CacheDir = Annotated[
@@ -74,7 +104,8 @@ CacheDir = Annotated[
     typer.Option(
         envvar="RASD_CACHE_DIR",
         show_envvar=True,
-        help="Downloads and builds, kept between runs [default: ~/.cache/rasd]",
+        show_default="~/.cache/rasd",
+        help="Downloads and builds, kept between runs.",
     ),
 ]
 
@@ -101,19 +132,18 @@ def stack_up(
     state_dir: StateDir = None,
     cache_dir: CacheDir = None,
     plugin_compiler: Annotated[
-        str,
+        Literal["auto", "javac", "ecj"],
         typer.Option(
             envvar="RASD_PLUGIN_COMPILER",
             show_envvar=True,
-            help="auto, javac or ecj: what compiles the Elasticsearch analysis plugin.",
+            help="What compiles the Elasticsearch analysis plugins (auto: javac of a JDK "
+            ">= 21 if there is one, else the Eclipse compiler).",
         ),
     ] = "auto",
 ) -> None:
     """Provision (once) and start Kafka and Elasticsearch; wait until both are ready."""
     from connectors.stack import StackError
 
-    if plugin_compiler not in ("auto", "javac", "ecj"):
-        raise typer.BadParameter("choose auto, javac or ecj", param_hint="--plugin-compiler")
     stack = _stack(kafka_port, es_port, state_dir, cache_dir, plugin_compiler)
     try:
         with console.status("rasd stack up") as status:
@@ -214,7 +244,8 @@ Namespace = Annotated[
     typer.Option(
         envvar="RASD_NAMESPACE",
         show_envvar=True,
-        help="Prefix of every topic, group and index [default: rasd]",
+        show_default="rasd",
+        help="Prefix of every topic, group and index.",
     ),
 ]
 FeedsFile = Annotated[
@@ -223,7 +254,8 @@ FeedsFile = Annotated[
         "--feeds",
         envvar="RASD_FEEDS_FILE",
         show_envvar=True,
-        help="Feed catalogue [default: config/feeds.yaml]",
+        show_default="config/feeds.yaml",
+        help="Feed catalogue.",
     ),
 ]
 RulesFile = Annotated[
@@ -232,7 +264,8 @@ RulesFile = Annotated[
         "--rules",
         envvar="RASD_RULES_FILE",
         show_envvar=True,
-        help="Watch rules [default: config/rules.yaml]",
+        show_default="config/rules.yaml",
+        help="Watch rules.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -327,12 +360,20 @@ def run(
 @app.command("worker")
 def worker(
     stage: Annotated[
-        str,
+        WorkerStage,
         typer.Argument(
-            help="poll, extract, dedupe, cluster, enrich, index, alert, deliver "
-            "(every destination the rules name) or deliver-<destination>"
+            help="The stage to run: a poller instance, a Kafka stage, or alert delivery.",
         ),
     ],
+    destination: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--destination",
+            metavar="NAME",
+            help="With deliver: only this destination of the rules (repeatable); "
+            "default: every webhook, Slack and email destination they name.",
+        ),
+    ] = None,
     feeds: FeedsFile = None,
     rules: RulesFile = None,
     namespace: Namespace = None,
@@ -340,13 +381,9 @@ def worker(
     """Run one stage alone (start several to scale out; partitions spread across them)."""
     import signal
 
-    from rasd.app import STAGES
+    if destination and stage != "deliver":
+        raise typer.BadParameter("only the deliver stage takes --destination")
 
-    if stage not in (*STAGES, "poll", "deliver") and not stage.startswith("deliver-"):
-        raise typer.BadParameter(
-            f"choose one of poll, {', '.join(STAGES)}, deliver or deliver-<destination>",
-            param_hint="STAGE",
-        )
     settings = settings_from(feeds_file=feeds, rules_file=rules, namespace=namespace)
     _logging(settings)
     pipeline = _pipeline(settings)
@@ -360,6 +397,16 @@ def worker(
                 pipeline.sharded_poller().run()
         elif stage == "deliver":
             stages = pipeline.delivery_stages()
+            if destination:
+                named = {s.removeprefix("deliver-"): s for s in stages}
+                unknown = [d for d in destination if d not in named]
+                if unknown:
+                    raise typer.BadParameter(
+                        f"{unknown[0]!r} is not a webhook, Slack or email destination of "
+                        f"the rules (they name: {', '.join(named) or 'none'})",
+                        param_hint="--destination",
+                    )
+                stages = tuple(named[d] for d in destination)
             if not stages:
                 console.print(
                     "the rules name no destination besides the built-ins "
@@ -671,6 +718,31 @@ def _matcher(rules: Path | None) -> Any:
     except RasdError as exc:
         fail(exc)
     return RuleMatcher(rule_set.rules)
+
+
+@rules_app.command("check")
+def rules_check(
+    file: Annotated[Path, typer.Argument(help="The rules file to validate.", show_default=False)],
+) -> None:
+    """Validate a rules file without running anything; exit 1 naming file, rule and field.
+
+    Checks the schema (unknown or misspelt fields, wrong types), duplicate ids, empty
+    terms, unknown destinations and the destinations' own settings.
+    """
+    from pipeline.alerting import parse_destinations
+    from pipeline.rules import RuleMatcher, load_rule_set
+
+    try:
+        rule_set = load_rule_set(file)
+        destinations = parse_destinations(file, rule_set.destinations)
+        matcher = RuleMatcher(rule_set.rules)
+    except RasdError as exc:
+        fail(exc)
+    out.print(
+        f"{file}: ok, {len(rule_set.rules)} rule(s), {matcher.pattern_count} pattern(s), "
+        f"{len(destinations)} destination(s)",
+        highlight=False,
+    )
 
 
 @rules_app.command("test")

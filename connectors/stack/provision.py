@@ -73,7 +73,10 @@ def _mvn(args: list[str], cwd: Path, what: str, progress: Progress) -> None:
     """Run Maven, turning its transfer lines into progress, and fail with its tail."""
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise StackError("Maven (mvn) is needed to provision the local stack and is not on PATH")
+        raise StackError(
+            "Maven (mvn) is needed to provision the local stack and is not on PATH: "
+            "install Maven (Debian/Ubuntu: apt-get install maven; macOS: brew install maven)"
+        )
     cwd.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [mvn, "-B", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -124,9 +124,9 @@ def rasd(env: dict[str, str], *args: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def worker(env: dict[str, str], stage: str) -> subprocess.Popen[bytes]:
+def worker(env: dict[str, str], stage: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "rasd", "worker", stage],
+        [sys.executable, "-m", "rasd", "worker", stage, *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -168,8 +168,8 @@ def test_two_workers_a_kill_and_syndicated_copies_give_one_alert_per_rule_and_cl
     workers = {
         "a": worker(env, "alert"),
         "b": worker(env, "alert"),
-        "hook": worker(env, "deliver-hook"),
-        "dead": worker(env, "deliver-dead"),
+        "hook": worker(env, "deliver", "--destination", "hook"),
+        "dead": worker(env, "deliver", "--destination", "dead"),
     }
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     try:

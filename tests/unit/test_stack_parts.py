@@ -112,3 +112,15 @@ def test_sweep_leaves_non_java_processes_alone(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_missing_maven_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.stack import provision
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no mvn on PATH
+    with pytest.raises(StackError) as caught:
+        provision._mvn(["--version"], tmp_path / "work", "Kafka", lambda line: None)
+    assert "apt-get install maven" in str(caught.value)
+    assert not (tmp_path / "work").exists()  # failed before doing anything
