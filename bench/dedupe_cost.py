@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.dedupe import DedupeEntry  # noqa: E402
 from pipeline.neardup import (  # noqa: E402  (the repository root is put on sys.path first)
     NearDupConfig,
     NearDuplicateIndex,
@@ -37,7 +38,6 @@ from pipeline.neardup import (  # noqa: E402  (the repository root is put on sys
     signature,
     words_of,
 )
-from pipeline.stages import DedupeEntry  # noqa: E402
 from tests.fixtures.dedupe.labelled import HERE, load_group  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "articles"

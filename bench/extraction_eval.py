@@ -46,9 +46,9 @@ from connectors.extract import (  # noqa: E402  (the repo root is put on sys.pat
     _run,
     extract_text,
 )
-from connectors.http import decode_body  # noqa: E402
 from pipeline.arabic import normalize  # noqa: E402
 from pipeline.errors import PermanentError  # noqa: E402
+from pipeline.text import decode_body  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "articles"
 HELD_BACK = ROOT / "tests" / "fixtures" / "extract" / "articles"

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.elastic import ElasticStore  # noqa: E402  (the root is put on sys.path first)
+from pipeline.enrichment import enrich  # noqa: E402
 from pipeline.models import Article, EnrichedArticle, monthly_index  # noqa: E402
 from pipeline.search import build_query  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.stages import enrich  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "search"
 K = 10

@@ -22,7 +22,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.stages import DedupeEntry, InMemoryDedupeState, KeyKind
+from pipeline.dedupe import DedupeEntry, InMemoryDedupeState, KeyKind
 
 from .kafka import KafkaSink, read_to_end
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class KafkaDedupeState:
-    """A :class:`pipeline.stages.DedupeState` with a Kafka changelog behind it."""
+    """A :class:`pipeline.dedupe.DedupeState` with a Kafka changelog behind it."""
 
     def __init__(
         self,

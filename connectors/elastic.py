@@ -30,8 +30,9 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Fields of EnrichedArticle that are not stored: the analyzers derive the
-#: normalized text, and the index name is where the document lives.
-_NOT_INDEXED = {"normalized_title", "normalized_body", "index_name"}
+#: normalized text, the index name is where the document lives, and the rule
+#: matches are for the alert stage (``matched_rules`` is what Kibana filters on).
+_NOT_INDEXED = {"normalized_title", "normalized_body", "index_name", "rule_matches"}
 
 
 #: The rasd-fold plugin's filter, and what stands in for it on a stock Elasticsearch.

@@ -1,6 +1,6 @@
 """Turns a fetched article page into an :class:`~pipeline.models.Article` with trafilatura.
 
-The page is decoded by :func:`connectors.http.decode_body` (byte-order mark,
+The page is decoded by :func:`pipeline.text.decode_body` (byte-order mark,
 HTTP charset, ``<meta>``/XML declaration, strict UTF-8, an explicit
 windows-1256/ISO-8859-6 path, then ``charset_normalizer``), and the charset
 used is recorded on the article. trafilatura runs first with
@@ -18,7 +18,7 @@ the edges, never per site. Pages that are not articles are refused with a
 or section page, a video-only page, a live blog, a paywall stub, or fewer than
 :data:`MIN_WORDS` words (``no_article_text``); a non-HTML page is
 ``not_html``. Every field leaves as plain text
-(:func:`connectors.feedparse.plain_text`), and the link fields (image,
+(:func:`pipeline.text.plain_text`), and the link fields (image,
 rel=canonical) must be http(s): nothing from the page's markup, scripts or
 ``javascript:`` links reaches Elasticsearch. The feed's title and date win
 over the page's; the page's date comes from its metadata (trafilatura's
@@ -40,11 +40,11 @@ import trafilatura
 from htmldate import find_date
 from trafilatura.settings import Document
 
-from connectors.feedparse import plain_text
-from connectors.http import FetchResult, decode_body
+from connectors.http import FetchResult
 from pipeline.errors import PermanentError
+from pipeline.language import detect_language
 from pipeline.models import Article, FeedItem
-from pipeline.stages import detect_language
+from pipeline.text import decode_body, plain_text
 from pipeline.urls import page_canonical
 
 __all__ = [

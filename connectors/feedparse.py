@@ -3,7 +3,7 @@
 feedparser only ever sees bytes that :mod:`connectors.http` fetched, wrapped in
 a file object (feedparser would otherwise fetch a string that looks like a URL,
 or open one that names a local file). We decode the bytes ourselves first, with
-the same charset rules as article pages (:func:`connectors.http.decode_body`),
+the same charset rules as article pages (:func:`pipeline.text.decode_body`),
 because feedparser falls back to windows-1252 when nothing is declared and so
 turns undeclared windows-1256 Arabic into mojibake; feedparser then gets UTF-8
 and an honest ``charset``. ``content-location`` is the fetched URL, so relative
@@ -16,7 +16,6 @@ skipped and counted. Titles and summaries leave as plain text, never markup.
 
 from __future__ import annotations
 
-import html
 import io
 import re
 from dataclasses import dataclass
@@ -27,26 +26,15 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-# lxml ships no type information and the project does not depend on lxml-stubs.
-import lxml.etree  # type: ignore[import-untyped]
-import lxml.html  # type: ignore[import-untyped]
-
-from connectors.http import decode_body
 from pipeline.arabic_dates import parse_arabic_date
 from pipeline.errors import PermanentError
+from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
 from pipeline.models import FeedItem
-from pipeline.stages import make_feed_item
+from pipeline.text import decode_body, plain_text
 
-__all__ = ["FeedParse", "parse_feed", "plain_text"]
+__all__ = ["FeedParse", "parse_feed"]
 
-# Elements whose text is code or chrome, never prose: dropped with their content.
-_NON_TEXT: Final = ("script", "style", "noscript", "template", "iframe", "object", "svg")
-_BLOCKS: Final = (
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th",
-    "table", "blockquote", "section", "article", "header", "footer", "hr", "dd", "dt", "figure",
-)  # fmt: skip
-_TAG: Final = re.compile(r"<\s*[A-Za-z/!?][^>]*>")
 _XML_DECL_ENCODING: Final = re.compile(
     r"""^(\s*<\?xml\b[^>]*?)\s+encoding\s*=\s*(["'])[^"']*\2""", re.IGNORECASE
 )
@@ -67,37 +55,6 @@ class FeedParse:
     encoding: str | None
     entries_total: int
     entries_without_link: int
-
-
-def _strip_markup(text: str) -> str:
-    try:
-        root = lxml.html.fragment_fromstring(text, create_parent="div")
-    except (lxml.etree.ParserError, ValueError):
-        return html.unescape(_TAG.sub(" ", text))
-    lxml.etree.strip_elements(root, *_NON_TEXT, with_tail=False)
-    # Block boundaries become spaces, so "<p>a</p><p>b</p>" does not read "ab";
-    # inline ones (b, a, span) may sit inside a word and are left alone.
-    for element in root.iter(*_BLOCKS):
-        element.tail = " " + (element.tail or "")
-    return str(root.text_content())
-
-
-def plain_text(value: str | None) -> str:
-    """Markup stripped (with script and style content), entities decoded, spaces collapsed."""
-    if not value:
-        return ""
-    text = value
-    # Feeds often escape their markup once or twice more ("&amp;lt;b&amp;gt;"):
-    # each pass removes the markup that the previous one only unescaped.
-    for _ in range(4):
-        if "<" not in text and "&" not in text:
-            break
-        stripped = _strip_markup(text)
-        if stripped == text:
-            break
-        text = stripped
-    # Whatever escaping depth remains, no tag-shaped text leaves this function.
-    return " ".join(_TAG.sub(" ", text).split())
 
 
 def _entity_bomb(text: str) -> bool:

@@ -1,6 +1,9 @@
-"""What an alert becomes on its way out: destination settings, throttle windows, payloads.
+"""Alerts: how they are raised, and what they become on their way out.
 
-Pure helpers for the alert stage and :mod:`connectors.alert_sinks`. The
+:func:`build_alerts` turns the rule matches enrich found on an article into
+one :class:`~pipeline.models.Alert` per rule (the alert stage and ``rasd rules
+backtest`` both call it). The rest are pure helpers for the delivery stages
+and :mod:`connectors.destinations`. The
 ``destinations:`` section of ``rules.yaml`` maps a name to one of the
 :data:`DestinationSpec` models (webhook, slack, email, log), validated at
 start-up with errors naming the file and the destination. A rule's ``realert``
@@ -17,22 +20,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pipeline.errors import ConfigError
-from pipeline.models import Alert
+from pipeline.models import Alert, RuleMatch, alert_id
 
 __all__ = [
+    "AlertSubject",
     "DestinationSpec",
     "EmailSpec",
     "LogSpec",
     "SlackSpec",
     "WebhookSpec",
+    "build_alerts",
     "email_message",
     "parse_destinations",
     "signature",
@@ -40,6 +46,47 @@ __all__ = [
     "throttle_bucket",
     "webhook_body",
 ]
+
+
+class AlertSubject(Protocol):
+    """What an alert says about its article: an enriched article, or an indexed document."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def cluster_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def outlet(self) -> str: ...
+
+
+def build_alerts(
+    article: AlertSubject, matches: Sequence[RuleMatch], now: Callable[[], datetime]
+) -> list[Alert]:
+    """One :class:`Alert` per rule that fired; ids are per (rule, cluster)."""
+    by_rule: dict[str, list[RuleMatch]] = {}
+    for match in matches:
+        by_rule.setdefault(match.rule_id, []).append(match)
+    created = now()
+    return [
+        Alert(
+            id=alert_id(rule_id, article.cluster_id),
+            rule_id=rule_id,
+            rule_name=rule_matches[0].rule_name,
+            article_id=article.id,
+            cluster_id=article.cluster_id,
+            url=article.url,
+            title=article.title,
+            outlet=article.outlet,
+            matches=[m.match() for m in rule_matches],
+            created_at=created,
+            severity=rule_matches[0].severity,
+        )
+        for rule_id, rule_matches in by_rule.items()
+    ]
 
 
 class _Delivery(BaseModel):

@@ -26,6 +26,7 @@ character span in the *original* text, which is what alerts report.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -190,3 +191,21 @@ def es_mapping_rules() -> list[str]:
         return c if c.isascii() else f"\\u{ord(c):04X}"
 
     return [f"{esc(k)} => {esc(v)}" for k, v in {**_LETTER_FOLDS, **_DIGIT_FOLDS}.items()]
+
+
+def body_words(body: str) -> list[str]:
+    """The canonical tokens (ة folded) that the dedupe keys are made of."""
+    return [t.norm for t in tokenize(body, fold_teh_marbuta=True)]
+
+
+def hash_words(words: list[str]) -> str:
+    return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
+
+
+def body_hash(body: str) -> str:
+    """SHA-256 of the body's canonical tokens (ة folded), joined by single spaces.
+
+    Joining tokens makes the key blind to whitespace, punctuation and markup
+    leftovers that differ between two copies of the same wire story.
+    """
+    return hash_words(body_words(body))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,9 +33,11 @@ __all__ = [
     "FeedItem",
     "Match",
     "RasdModel",
+    "RuleMatch",
     "SignedArticle",
     "UtcDatetime",
     "alert_id",
+    "article_fields",
     "monthly_index",
 ]
 
@@ -186,16 +188,6 @@ class DedupedArticle(Article):
     cluster_id: str
 
 
-class EnrichedArticle(DedupedArticle):
-    """What gets indexed and matched against rules (topic ``rasd.enriched``)."""
-
-    language_detected: str
-    normalized_title: str
-    normalized_body: str
-    word_count: int = Field(ge=0)
-    matched_rules: list[str] = Field(default_factory=list)
-
-
 class Match(RasdModel):
     """Where a rule term matched: ``surface`` is ``field_text[start:end]``."""
 
@@ -204,6 +196,33 @@ class Match(RasdModel):
     field: str
     start: int = Field(ge=0)
     end: int = Field(ge=0)
+
+
+class RuleMatch(Match):
+    """A :class:`Match` with the rule it belongs to, as enrich found it."""
+
+    rule_id: str
+    rule_name: str
+    severity: str = "medium"
+
+    def match(self) -> Match:
+        """The plain :class:`Match` an alert carries."""
+        return Match(
+            term=self.term, surface=self.surface, field=self.field, start=self.start, end=self.end
+        )
+
+
+class EnrichedArticle(DedupedArticle):
+    """What gets indexed and matched against rules (topic ``rasd.enriched``)."""
+
+    language_detected: str
+    normalized_title: str
+    normalized_body: str
+    word_count: int = Field(ge=0)
+    matched_rules: list[str] = Field(default_factory=list)
+    #: Every hit behind ``matched_rules``: the rules are matched once, at enrich,
+    #: and the alert stage builds its alerts from these (not indexed).
+    rule_matches: list[RuleMatch] = Field(default_factory=list)
 
 
 class Alert(RasdModel):
@@ -223,3 +242,8 @@ class Alert(RasdModel):
     severity: str = "medium"
     #: Raised inside the rule's realert window: recorded, not delivered.
     throttled: bool = False
+
+
+def article_fields(article: Article) -> dict[str, Any]:
+    """The ``Article`` fields of ``article`` (also when it is a subclass instance)."""
+    return {k: getattr(article, k) for k in Article.model_fields if k != "schema_version"}

@@ -48,7 +48,7 @@ from pydantic import (
 from pipeline.arabic import IGNORABLE_CHARS, Token, tokenize
 from pipeline.configfile import entry_error, format_validation_error, read_yaml_list
 from pipeline.errors import ConfigError
-from pipeline.models import Article, Match
+from pipeline.models import Article, Match, RuleMatch
 
 __all__ = [
     "BUILTIN_DESTINATIONS",
@@ -273,6 +273,18 @@ class RuleHit:
     def to_match(self) -> Match:
         return Match(
             term=self.term, surface=self.surface, field=self.field, start=self.start, end=self.end
+        )
+
+    def to_rule_match(self) -> RuleMatch:
+        return RuleMatch(
+            term=self.term,
+            surface=self.surface,
+            field=self.field,
+            start=self.start,
+            end=self.end,
+            rule_id=self.rule_id,
+            rule_name=self.rule_name,
+            severity=self.severity,
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -42,7 +42,9 @@ from connectors.kafka import (
 from connectors.metrics import Stats
 from connectors.politeness import HostPoliteness, RobotsPolicy
 from connectors.poller import FeedPoller, FeedScheduler, PollResult
-from pipeline.alerting import parse_destinations, throttle_bucket
+from pipeline.alerting import build_alerts, parse_destinations, throttle_bucket
+from pipeline.dedupe import Deduper, sign
+from pipeline.enrichment import enrich
 from pipeline.errors import PermanentError, RasdError
 from pipeline.feeds import Feed, load_feeds
 from pipeline.models import (
@@ -57,7 +59,6 @@ from pipeline.neardup import NearDupConfig, NearDuplicateIndex
 from pipeline.rules import BUILTIN_DESTINATIONS, Rule, RuleMatcher, load_rule_set
 from pipeline.schedule import ScheduleBounds
 from pipeline.settings import Settings
-from pipeline.stages import Deduper, build_alerts, enrich, sign
 from rasd.stage_names import STAGES
 
 log = logging.getLogger("rasd")
@@ -295,7 +296,7 @@ class Pipeline:
         result = BatchResult()
         pending: dict[str, Alert] = {}
         for _, article in self._decode_all(records, result):
-            for alert in build_alerts(article, self.matcher.match(article), self.clock):
+            for alert in build_alerts(article, article.rule_matches, self.clock):
                 # The alerts index is the ledger of what was already raised.
                 if alert.id not in pending and not self.store.alert_exists(alert.id):
                     pending[alert.id] = self._throttle(alert)

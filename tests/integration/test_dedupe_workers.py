@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from connectors.kafka import KafkaSink
+from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
 from pipeline.models import Article
 from pipeline.settings import Settings
-from pipeline.stages import make_feed_item
 from rasd.app import Pipeline, reset_namespace
 from tests.fixtures.dedupe.labelled import HERE, load_group
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from connectors.elastic import ElasticStore
+from pipeline.enrichment import enrich
 from pipeline.models import Article, monthly_index
 from pipeline.settings import Settings
-from pipeline.stages import enrich
 from pipeline.urls import article_id
 
 pytestmark = pytest.mark.integration

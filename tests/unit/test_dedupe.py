@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.dedupe import Deduper, InMemoryDedupeState, sign
 from pipeline.models import Article, SignedArticle
 from pipeline.neardup import (
     NearDupConfig,
@@ -17,7 +18,6 @@ from pipeline.neardup import (
     signature,
     words_of,
 )
-from pipeline.stages import Deduper, InMemoryDedupeState, sign
 from tests.fixtures.dedupe.labelled import HERE, load_group
 
 from .helpers import SEEN, article

@@ -23,10 +23,11 @@ from connectors.extract import (
     extract_article,
     extract_text,
 )
-from connectors.http import FetchResult, decode_body
+from connectors.http import FetchResult
 from pipeline.arabic import normalize
 from pipeline.errors import PermanentError
 from pipeline.models import Article
+from pipeline.text import decode_body
 from pipeline.urls import canonicalize_url
 from tests.unit.helpers import item
 

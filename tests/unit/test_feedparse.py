@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from connectors.feedparse import FeedParse, parse_feed, plain_text
+from connectors.feedparse import FeedParse, parse_feed
 from pipeline.errors import PermanentError
 from pipeline.feeds import Feed
+from pipeline.text import plain_text
 from pipeline.urls import article_id, canonicalize_url
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from pipeline.enrichment import enrich
 from pipeline.errors import PermanentError
 from pipeline.models import (
     Alert,
@@ -17,7 +18,6 @@ from pipeline.models import (
     alert_id,
     monthly_index,
 )
-from pipeline.stages import enrich
 
 from .helpers import SEEN, article, item
 

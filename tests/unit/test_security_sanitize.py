@@ -19,8 +19,8 @@ from connectors.elastic import ElasticStore
 from connectors.extract import extract_article
 from connectors.feedparse import parse_feed
 from connectors.http import FetchResult
+from pipeline.enrichment import enrich
 from pipeline.feeds import Feed
-from pipeline.stages import enrich
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,23 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.arabic import normalize
+from pipeline.alerting import build_alerts
+from pipeline.arabic import body_hash, normalize
+from pipeline.dedupe import MIN_BODY_WORDS_FOR_DEDUPE, DedupeEntry, Deduper, InMemoryDedupeState
+from pipeline.enrichment import enrich
 from pipeline.errors import PermanentError
+from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
+from pipeline.language import detect_language
 from pipeline.models import Article, DedupedArticle, alert_id
 from pipeline.neardup import NearDuplicateIndex
 from pipeline.rules import Rule, RuleMatcher
-from pipeline.stages import (
-    MIN_BODY_WORDS_FOR_DEDUPE,
-    DedupeEntry,
-    Deduper,
-    InMemoryDedupeState,
-    body_hash,
-    build_alerts,
-    detect_language,
-    enrich,
-    make_feed_item,
-)
 from pipeline.urls import article_id, canonicalize_url
 
 from .helpers import BODY, SEEN, article
@@ -309,10 +303,9 @@ def test_build_alerts_one_per_rule_keyed_by_cluster() -> None:
             Rule(id="prisons", name="سجون", any=["سجون النظام"]),
         ]
     )
-    e = enrich(article())
-    hits = matcher.match(e)
+    e = enrich(article(), matcher)
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    alerts = build_alerts(e, hits, now=lambda: now)
+    alerts = build_alerts(e, e.rule_matches, now=lambda: now)
     assert sorted(a.rule_id for a in alerts) == ["caesar", "prisons"]
     caesar = next(a for a in alerts if a.rule_id == "caesar")
     assert caesar.id == alert_id("caesar", e.cluster_id)
@@ -325,8 +318,8 @@ def test_syndicated_copy_yields_the_same_alert_id() -> None:
     matcher = RuleMatcher([Rule(id="caesar", name="قيصر", any=["قيصر"])])
     ids = []
     for url in ("https://www.enabbaladi.net/1/", "https://www.syria.tv/node/5"):
-        e = enrich(d.check(article(url)))
-        ids += [a.id for a in build_alerts(e, matcher.match(e), now=lambda: SEEN)]
+        e = enrich(d.check(article(url)), matcher)
+        ids += [a.id for a in build_alerts(e, e.rule_matches, now=lambda: SEEN)]
     assert len(ids) == 2 and ids[0] == ids[1]
 
 
