@@ -1,6 +1,6 @@
 """Alert latency on the local stack: an article on ``<ns>.enriched`` → its alert on ``<ns>.alerts``.
 
-Starts the alert stage (the same ``Pipeline.worker("alert")`` that ``rasd worker
+Starts the alert stage (the same ``Runtime.worker("alert")`` that ``rasd worker
 alert`` runs) in its own namespace with ``config/rules.yaml``, waits until it has
 joined its group, then sends ``--count`` articles one at a time (each its own
 story cluster, each mentioning قيصر) every ``--interval`` seconds, reads the
@@ -15,42 +15,29 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline.models import Alert, EnrichedArticle
+from pipeline.rules import RuleMatcher
 from pipeline.settings import Settings
-from rasd.app import Pipeline, reset_namespace
+from rasd.app import Runtime, reset_namespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.unit.helpers import enriched
 
 
-def article(i: int, ns: str) -> EnrichedArticle:
-    now = datetime.now(UTC)
+def article(i: int, ns: str, matcher: RuleMatcher) -> EnrichedArticle:
     body = f"قال المتحدث في الإحاطة رقم {i} إن شهادة «قيصر» وثقت آلاف الحالات."
-    return EnrichedArticle(
-        id=f"lat-{i}",
-        url=f"https://outlet.example/{i}",
-        canonical_url=f"https://outlet.example/{i}",
-        feed_url="https://outlet.example/feed",
-        outlet="bench",
-        feed_name="bench",
-        country="sy",
-        language="ar",
-        title=f"إحاطة {i}",
-        body=body,
-        first_seen=now,
-        index_name=f"{ns}-articles-{now:%Y.%m}",
-        fetched_at=now,
-        http_status=200,
-        body_hash=f"lat-{i}",
-        cluster_id=f"lat-{i}",
-        language_detected="ar",
-        normalized_title="",
-        normalized_body="",
-        word_count=len(body.split()),
+    now = datetime.now(UTC)
+    return enriched(
+        f"lat-{i}", f"lat-{i}", body, title=f"إحاطة {i}", when=now, namespace=ns, matcher=matcher
     )
 
 
@@ -63,7 +50,7 @@ def main() -> None:
         logging.ERROR
     )  # one ALERT line per article is noise here
     settings = Settings(namespace=f"t7-bench-{uuid.uuid4().hex[:8]}")
-    pipeline = Pipeline(settings)
+    pipeline = Runtime(settings)
     received: dict[str, float] = {}
     try:
         pipeline.prepare()
@@ -92,7 +79,7 @@ def main() -> None:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=0)
         sent: dict[str, float] = {}
         for i in range(args.count):
-            a = article(i, settings.namespace)
+            a = article(i, settings.namespace, pipeline.context.matcher)
             sent[a.id] = time.monotonic()
             producer.send(pipeline.topics.enriched, key=a.id.encode(), value=a.to_json()).get(30)
             time.sleep(args.interval)

@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.dedupe import DedupeEntry, InMemoryDedupeState, KeyKind
 
-from .kafka import KafkaSink, read_to_end
+from .kafka import Producer, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,13 @@ class KafkaDedupeState:
         self,
         bootstrap: str,
         topic: str,
-        sink: KafkaSink,
+        producer: Producer,
         max_entries: int = 1_000_000,
         on_entry: Callable[[KeyKind, str, DedupeEntry], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self.sink = sink
+        self.producer = producer
         self.memory = InMemoryDedupeState(max_entries)
         self.on_entry = on_entry
         self._consumer: KafkaConsumer | None = None
@@ -96,7 +96,7 @@ class KafkaDedupeState:
         stored = self.memory.put(kind, key, entry)
         if stored is entry:
             value = json.dumps(dataclasses.asdict(entry))
-            self.sink.send(self.topic, f"{kind}:{key}", value.encode())
+            self.producer.send(self.topic, f"{kind}:{key}", value.encode())
         return stored
 
     def close(self) -> None:

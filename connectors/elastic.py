@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, TransportError, helpers
 
+from connectors.alert_state import AlertStateIndex
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
 from pipeline.settings import Settings
@@ -442,6 +443,20 @@ class ElasticStore:
         )
         hits: list[dict[str, Any]] = response["hits"]["hits"]
         return hits
+
+    def scan(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Every article document on the alias that matches ``filters``, in no order."""
+        yield from helpers.scan(
+            self.client,
+            index=self.alias,
+            query={"query": {"bool": {"filter": filters}}},
+            size=500,
+            preserve_order=False,
+        )
+
+    def alert_state(self) -> AlertStateIndex:
+        """The throttle claims and delivery records beside the alerts index."""
+        return AlertStateIndex(self.client, self.namespace)
 
     def alert_exists(self, alert_id: str) -> bool:
         try:

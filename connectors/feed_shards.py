@@ -53,7 +53,7 @@ from pipeline.feeds import Feed
 from pipeline.schedule import FeedState
 
 from .feed_state import FeedStateStore, state_from_json
-from .kafka import KafkaSink, Topics, read_to_end
+from .kafka import Producer, Topics, read_to_end
 from .poller import FeedPoller, FeedScheduler
 
 __all__ = [
@@ -146,7 +146,7 @@ def feed_value(feed: Feed) -> bytes:
 
 
 def publish_catalogue(
-    bootstrap: str, topics: Topics, feeds: Sequence[Feed], sink: KafkaSink
+    bootstrap: str, topics: Topics, feeds: Sequence[Feed], producer: Producer
 ) -> tuple[int, int]:
     """Make ``<ns>.feeds`` hold exactly ``feeds``; return (upserted, removed).
 
@@ -162,13 +162,13 @@ def publish_catalogue(
         if where is None or where[1] != value:
             # A known feed stays where it is, even if partitions were added since.
             partition = where[0] if where is not None else None
-            sink.send(topics.feeds, feed.url, value, partition=partition)
+            producer.send(topics.feeds, feed.url, value, partition=partition)
             upserted += 1
     listed = {feed.url for feed in feeds}
     removed = [url for url in current if url not in listed]
     for url in removed:
-        sink.send(topics.feeds, url, None, partition=current[url][0])
-    sink.flush()
+        producer.send(topics.feeds, url, None, partition=current[url][0])
+    producer.flush()
     return upserted, len(removed)
 
 
@@ -183,12 +183,12 @@ class KafkaFeedStateStore(FeedStateStore):
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, sink: KafkaSink, save_every: float = 5.0
+        self, bootstrap: str, topic: str, producer: Producer, save_every: float = 5.0
     ) -> None:
         super().__init__(None, save_every)
         self.bootstrap = bootstrap
         self.topic = topic
-        self.sink = sink
+        self.producer = producer
         self.failed_writes = 0
         self._partition_of: dict[str, int] = {}
         # Feeds handed over or removed: a poll that was still in flight then
@@ -241,7 +241,7 @@ class KafkaFeedStateStore(FeedStateStore):
             self._states[state.url] = state
             partition = self._partition_of.get(state.url)
         value = json.dumps(asdict(state), ensure_ascii=False).encode()
-        self.sink.send(self.topic, state.url, value, partition=partition)
+        self.producer.send(self.topic, state.url, value, partition=partition)
         if self._due():
             self.save()
 
@@ -251,11 +251,11 @@ class KafkaFeedStateStore(FeedStateStore):
             self._states.pop(url, None)
             partition = self._partition_of.get(url)
             self._released.add(url)
-        self.sink.send(self.topic, url, None, partition=partition)
+        self.producer.send(self.topic, url, None, partition=partition)
 
     def save(self, timeout: float = 60.0) -> None:
         try:
-            self.sink.flush(timeout=timeout)
+            self.producer.flush(timeout=timeout)
         except (RetriableError, KafkaError) as exc:
             self.failed_writes += 1
             log.warning("feed state: not every update reached %s: %s", self.topic, exc)

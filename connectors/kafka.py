@@ -1,36 +1,35 @@
-"""Kafka adapters: topic names, topic creation, a producer sink, and the stage worker loop.
+"""Kafka adapters: topic names, topic creation, the producer, changelog reads, lag.
 
-A stage worker consumes one topic in its own consumer group, hands each batch
-to a pure stage, produces the outputs with ``acks=all``, waits until the broker
-has acknowledged them, and only then commits its offsets. A record the stage
-cannot process (``PermanentError``, or a ``RetriableError`` that outlived its
-retries) goes to the dead-letter topic, with the original key and value and
-headers naming the stage, the reason, the error and the source offset. A sink
-that is down (``RetriableError`` from a batch flush) is retried with backoff
-and never commits past the failed batch. Every outcome is counted in
-:class:`connectors.metrics.Stats`.
+The stage worker loop that uses them is :mod:`connectors.worker`; the
+dead-letter topic's readers are :mod:`connectors.dead_letters`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.errors import PermanentError, RetriableError
-
-from .metrics import Stats
+from pipeline.errors import RetriableError
 
 log = logging.getLogger(__name__)
+
+
+class _Topic:
+    """A topic of the namespace: ``Topics(ns).items`` is ``"<ns>.items"``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, topics: Topics, owner: type[Topics] | None = None) -> str:
+        return f"{topics.namespace}.{self.suffix}"
 
 
 @dataclass(frozen=True)
@@ -39,57 +38,27 @@ class Topics:
 
     namespace: str
 
-    def _t(self, name: str) -> str:
-        return f"{self.namespace}.{name}"
-
-    @property
-    def items(self) -> str:
-        return self._t("items")
-
-    @property
-    def articles(self) -> str:
-        return self._t("articles")
-
-    @property
-    def unique(self) -> str:
-        return self._t("unique")
-
-    @property
-    def enriched(self) -> str:
-        return self._t("enriched")
-
-    @property
-    def alerts(self) -> str:
-        return self._t("alerts")
-
-    @property
-    def dlq(self) -> str:
-        return self._t("dlq")
-
-    @property
-    def dedupe_state(self) -> str:
-        return self._t("dedupe-state")
-
-    @property
-    def feeds(self) -> str:
-        """The feed catalogue, keyed by feed URL (compacted): what poller instances share out."""
-        return self._t("feeds")
-
-    @property
-    def feeds_state(self) -> str:
-        """Each feed's poller state, keyed by feed URL (compacted; same partitions as ``feeds``)."""
-        return self._t("feeds-state")
-
-    @property
-    def signed(self) -> str:
-        """Articles with their dedupe keys: one partition, the clustering step's single writer."""
-        return self._t("signed")
+    items = _Topic("items")
+    articles = _Topic("articles")
+    #: Articles with their dedupe keys: one partition, the dedupe decision's single writer.
+    signed = _Topic("signed")
+    #: Every article with its dedupe verdict: duplicates are marked, not dropped. The
+    #: topic keeps its first name, ``<ns>.unique``, so that records in flight survive.
+    deduped = _Topic("unique")
+    enriched = _Topic("enriched")
+    alerts = _Topic("alerts")
+    dlq = _Topic("dlq")
+    dedupe_state = _Topic("dedupe-state")
+    #: The feed catalogue, keyed by feed URL (compacted): what poller instances share out.
+    feeds = _Topic("feeds")
+    #: Each feed's poller state, keyed by feed URL (compacted; same partitions as ``feeds``).
+    feeds_state = _Topic("feeds-state")
 
     def group(self, stage: str) -> str:
-        return self._t(stage)
+        return f"{self.namespace}.{stage}"
 
     def pipeline(self) -> list[str]:
-        return [self.items, self.articles, self.unique, self.enriched, self.alerts, self.dlq]
+        return [self.items, self.articles, self.deduped, self.enriched, self.alerts, self.dlq]
 
     def all(self) -> list[str]:
         """Every topic of the namespace."""
@@ -150,7 +119,7 @@ class SendFailed(RetriableError):
         self.failures = failures
 
 
-class KafkaSink:
+class Producer:
     """A lazily created producer with ``acks=all``.
 
     ``flush`` checks every record sent since the previous flush: the producer's
@@ -252,403 +221,6 @@ class _FailedSend:
         return False
 
 
-def too_large(exc: Exception) -> bool:
-    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
-
-    return isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
-
-
-@dataclass(frozen=True)
-class Output:
-    """A record a stage wants produced; ``source`` is the input record it came from."""
-
-    topic: str
-    key: str
-    value: bytes
-    source: Any = None
-
-
-@dataclass
-class BatchResult:
-    """What a stage made of a batch: outputs, and the records that failed for good."""
-
-    outputs: list[Output] = field(default_factory=list)
-    failed: list[tuple[Any, PermanentError]] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def count(self, outcome: str, n: int = 1) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
-
-
-#: A stage's batch function: consumer records in, a BatchResult out. It may raise
-#: RetriableError for the whole batch (a sink that is down); it is then retried.
-BatchHandler = Callable[[list[Any]], BatchResult]
-
-
-def per_record(
-    handle: Callable[[Any], Iterable[Output]], retries: int = 3, base_delay: float = 0.5
-) -> BatchHandler:
-    """Adapt a one-record stage to a batch handler.
-
-    ``PermanentError`` sends the record to the DLQ; ``RetriableError`` is retried
-    with exponential backoff and jitter, and after ``retries`` attempts the
-    record goes to the DLQ with reason ``retries_exhausted`` (``rasd dlq replay``
-    can bring it back once the cause is fixed).
-    """
-
-    def handler(records: list[Any]) -> BatchResult:
-        result = BatchResult()
-        for record in records:
-            for attempt in range(retries + 1):
-                try:
-                    produced = list(handle(record))
-                except PermanentError as exc:
-                    result.failed.append((record, exc))
-                    break
-                except RetriableError as exc:
-                    if attempt == retries:
-                        result.failed.append(
-                            (record, PermanentError("retries_exhausted", str(exc)))
-                        )
-                        break
-                    time.sleep(backoff(attempt, base_delay))
-                except Exception as exc:
-                    # A bug, or a library failing on this input: the record goes to
-                    # the DLQ (replayable once fixed) instead of blocking the partition.
-                    log.exception(
-                        "unexpected error on %s:%s@%s",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                    )
-                    result.count("unexpected")
-                    result.failed.append((record, PermanentError("unexpected", repr(exc))))
-                    break
-                else:
-                    result.outputs.extend(Output(o.topic, o.key, o.value, record) for o in produced)
-                    result.count("ok" if produced else "dropped")
-                    break
-        return result
-
-    return handler
-
-
-def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * 2**attempt))
-
-
-class StageWorker:
-    """Consume ``source`` in ``group``, run ``handler``, produce, flush, then commit.
-
-    ``on_flushed`` runs after the outputs are acknowledged and before the commit,
-    for side effects that must follow them (the alerts index after the alerts
-    topic); a RetriableError there retries the batch.
-    """
-
-    def __init__(
-        self,
-        stage: str,
-        bootstrap: str,
-        group: str,
-        source: str,
-        handler: BatchHandler,
-        sink: KafkaSink,
-        dlq_topic: str,
-        stats: Stats,
-        stop: threading.Event,
-        max_records: int = 200,
-        on_flushed: Callable[[BatchResult], None] | None = None,
-    ) -> None:
-        self.stage = stage
-        self.bootstrap = bootstrap
-        self.group = group
-        self.source = source
-        self.handler = handler
-        self.sink = sink
-        self.dlq_topic = dlq_topic
-        self.stats = stats
-        self.stop = stop
-        self.max_records = max_records
-        self.on_flushed = on_flushed
-        #: Set once the group has assigned this worker its partitions.
-        self.ready = threading.Event()
-        self._consumer: KafkaConsumer | None = None
-
-    @property
-    def consumer(self) -> KafkaConsumer:
-        if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                self.source,
-                bootstrap_servers=self.bootstrap,
-                group_id=self.group,
-                client_id=f"rasd-{self.stage}",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.max_records,
-                # trafilatura on a large page can take seconds; a batch may take minutes.
-                max_poll_interval_ms=600_000,
-            )
-        return self._consumer
-
-    def run(self) -> None:
-        """Loop until ``stop`` is set; never dies on a bad record."""
-        log.info("%s worker started (group %s, topic %s)", self.stage, self.group, self.source)
-        try:
-            while not self.stop.is_set():
-                polled = self.consumer.poll(timeout_ms=500)
-                if not self.ready.is_set() and self.consumer.assignment():
-                    self.ready.set()
-                records = [r for batch in polled.values() for r in batch]
-                if records:
-                    self.process(records)
-        finally:
-            self.close()
-
-    def process(self, records: list[Any]) -> None:
-        attempt = 0
-        while True:
-            try:
-                result = self._handle(records)
-                self._deliver(result)
-                if self.on_flushed is not None:
-                    self.on_flushed(result)
-                break
-            except RetriableError as exc:
-                # The whole batch failed (a sink is down): nothing is committed, and
-                # the batch is tried again; idempotent sinks make the retry safe.
-                self.stats.inc(self.stage, "retried")
-                delay = backoff(attempt, 1.0, 30.0)
-                log.warning(
-                    "%s: batch of %d failed (%s); retrying in %.1fs",
-                    self.stage,
-                    len(records),
-                    exc,
-                    delay,
-                )
-                attempt += 1
-                if self.stop.wait(delay):
-                    return  # shutting down: uncommitted, so redelivered on restart
-        for outcome, n in result.outcomes.items():
-            self.stats.inc(self.stage, outcome, n)
-        self.stats.inc(self.stage, "dlq", len(result.failed))
-        self._commit(records)
-
-    def _handle(self, records: list[Any]) -> BatchResult:
-        """The handler's result. An unexpected exception (a bug, a library failing on
-        one input) is narrowed down by handling each record alone; the record that
-        still fails goes to the DLQ, so one poison record never blocks a partition."""
-        try:
-            return self.handler(records)
-        except RetriableError:
-            raise
-        except Exception as exc:
-            if len(records) == 1:
-                record = records[0]
-                log.exception(
-                    "%s: unexpected error on %s:%s@%s",
-                    self.stage,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                )
-                alone = BatchResult()
-                alone.count("unexpected")
-                alone.failed.append((record, PermanentError("unexpected", repr(exc))))
-                return alone
-            merged = BatchResult()
-            for record in records:
-                part = self._handle([record])
-                merged.outputs.extend(part.outputs)
-                merged.failed.extend(part.failed)
-                for outcome, n in part.outcomes.items():
-                    merged.count(outcome, n)
-            return merged
-
-    def _deliver(self, result: BatchResult) -> None:
-        """Produce the outputs and the dead letters and wait for every acknowledgement."""
-        outputs = list(result.outputs)
-        for out in outputs:
-            self.sink.send(out.topic, out.key, out.value)
-        for record, error in result.failed:
-            self._dead_letter(record, error)
-        try:
-            self.sink.flush()
-        except SendFailed as exc:
-            # An output too big for Kafka is a permanent failure of the record it came
-            # from; anything else (a broker down, a timeout) retries the batch.
-            sources = [
-                outputs[i].source
-                for i, error in exc.failures
-                if i < len(outputs) and too_large(error)
-            ]
-            if len(sources) != len(exc.failures) or any(s is None for s in sources):
-                raise
-            for source in {id(s): s for s in sources}.values():
-                error = PermanentError(
-                    "output_too_large", f"an output exceeds {MAX_MESSAGE_BYTES} bytes"
-                )
-                result.failed.append((source, error))
-                self._dead_letter(source, error)
-            self.sink.flush()
-
-    def _dead_letter(self, record: Any, error: PermanentError) -> None:
-        log.warning(
-            "%s: %s:%d@%d to the DLQ: %s",
-            self.stage,
-            record.topic,
-            record.partition,
-            record.offset,
-            error,
-        )
-        headers = [
-            ("rasd.stage", self.stage.encode()),
-            ("rasd.reason", error.reason.encode()),
-            ("rasd.error", str(error)[:2000].encode()),
-            ("rasd.source.topic", record.topic.encode()),
-            ("rasd.source.partition", str(record.partition).encode()),
-            ("rasd.source.offset", str(record.offset).encode()),
-            ("rasd.failed_at", datetime.now(UTC).isoformat().encode()),
-        ]
-        self.sink.send(self.dlq_topic, record.key, record.value or b"", headers)
-
-    def _commit(self, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        try:
-            self.consumer.commit({tp: _offset(o) for tp, o in offsets.items()})
-        except KafkaError as exc:
-            # A rebalance took the partitions away (CommitFailed, RebalanceInProgress)
-            # or the coordinator did not answer in time: the batch is redelivered to
-            # whoever owns the partitions next, and idempotent sinks absorb it.
-            self.stats.inc(self.stage, "commit_failed")
-            log.warning("%s: commit failed: %r", self.stage, exc)
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-
-
-def _offset(offset: int) -> Any:
-    from kafka.structs import OffsetAndMetadata
-
-    return OffsetAndMetadata(offset, "", -1)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record of the dead-letter topic, with its headers decoded."""
-
-    offset: int
-    partition: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
-
-    @property
-    def stage(self) -> str:
-        return self.headers.get("rasd.stage", "?")
-
-    @property
-    def reason(self) -> str:
-        return self.headers.get("rasd.reason", "?")
-
-
-class DeadLetterReader:
-    """Reads the dead-letter topic to its current end.
-
-    Without ``cursor_group`` it reads everything. With one it starts where the
-    last :meth:`mark_done` of that group left off, so ``rasd dlq replay`` sends
-    each letter once, not every letter ever dead-lettered on every replay.
-    """
-
-    def __init__(self, bootstrap: str, topic: str, cursor_group: str | None = None) -> None:
-        self.topic = topic
-        self.cursor_group = cursor_group
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=cursor_group,
-            enable_auto_commit=False,
-            client_id="rasd-dlq",
-        )
-        self._ends: dict[TopicPartition, int] = {}
-
-    def read(self, timeout: float = 30.0) -> list[DeadLetter]:
-        consumer = self._consumer
-        partitions = consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        for tp in tps:
-            committed = consumer.committed(tp) if self.cursor_group else None
-            if committed is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
-        self._ends = consumer.end_offsets(tps)
-        letters: list[DeadLetter] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < self._ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise RetriableError(f"reading {self.topic} took longer than {timeout:.0f}s")
-            for batch in consumer.poll(timeout_ms=1000).values():
-                letters.extend(
-                    DeadLetter(
-                        r.offset,
-                        r.partition,
-                        r.key,
-                        r.value or b"",
-                        {k: v.decode("utf-8", "replace") for k, v in r.headers},
-                    )
-                    for r in batch
-                    if r.offset < self._ends[TopicPartition(r.topic, r.partition)]
-                )
-        return letters
-
-    def mark_done(self) -> None:
-        """Move the cursor past everything :meth:`read` returned."""
-        if self.cursor_group and self._ends:
-            self._consumer.commit({tp: _offset(end) for tp, end in self._ends.items()})
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
-    """Every record currently in the dead-letter ``topic``, oldest first per partition."""
-    reader = DeadLetterReader(bootstrap, topic)
-    try:
-        return reader.read(timeout)
-    finally:
-        reader.close()
-
-
-def replay_dead_letters(sink: KafkaSink, letters: Iterable[DeadLetter], dlq_topic: str) -> int:
-    """Send dead letters back to the topic they came from; return how many were sent.
-
-    The replayed record keeps its key and value and gains a ``rasd.replayed_from``
-    header; idempotent sinks make a replay of something already processed harmless.
-    """
-    sent = 0
-    for letter in letters:
-        source = letter.headers.get("rasd.source.topic")
-        if not source:
-            continue
-        sink.send(
-            source,
-            letter.key,
-            letter.value,
-            [("rasd.replayed_from", f"{dlq_topic}:{letter.partition}@{letter.offset}".encode())],
-        )
-        sent += 1
-    sink.flush()
-    return sent
-
-
 def read_to_end(
     consumer: KafkaConsumer, apply: Callable[[Any], None], timeout: float | None = None
 ) -> int:
@@ -738,3 +310,16 @@ def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
         return lag
     finally:
         admin.close()
+
+
+def too_large(exc: Exception) -> bool:
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
+
+
+def committed_offset(offset: int) -> Any:
+    """The value ``KafkaConsumer.commit`` takes for ``offset``."""
+    from kafka.structs import OffsetAndMetadata
+
+    return OffsetAndMetadata(offset, "", -1)

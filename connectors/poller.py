@@ -25,6 +25,7 @@ every poll at the interval :func:`pipeline.schedule.next_interval` chose.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -56,7 +57,7 @@ from pipeline.schedule import (
 from .feed_state import FeedStateStore
 from .feedparse import parse_feed
 from .http import GuardedClient, HttpRetriableError
-from .kafka import KafkaSink
+from .kafka import Producer
 from .metrics import Stats
 from .politeness import HostPoliteness
 
@@ -128,7 +129,7 @@ class FeedPoller:
     def __init__(
         self,
         http: GuardedClient,
-        sink: KafkaSink,
+        producer: Producer,
         items_topic: str,
         namespace: str,
         stats: Stats,
@@ -141,7 +142,7 @@ class FeedPoller:
         politeness: HostPoliteness | None = None,
     ) -> None:
         self.http = http
-        self.sink = sink
+        self.producer = producer
         self.items_topic = items_topic
         self.namespace = namespace
         self.stats = stats
@@ -227,8 +228,8 @@ class FeedPoller:
         seen = dict(state.seen)
         new = [item for item in parsed.items if item.id not in seen]
         for item in new:
-            self.sink.send(self.items_topic, item.id, item.to_json())
-        self.sink.flush()
+            self.producer.send(self.items_topic, item.id, item.to_json())
+        self.producer.flush()
         for item in parsed.items:
             # Still listed: keep it (an expired id would come back as "new").
             seen[item.id] = now
@@ -273,19 +274,25 @@ class FeedPoller:
         status: int,
         times: tuple[float, ...] = (),
     ) -> PollResult:
-        state = record_success(
-            state,
-            now,
-            self.bounds,
-            outcome=outcome,
-            new_item_times=times,
-            hint=hint,
-            fixed=feed.interval,
-        )
-        self.state.put(state)
-        self.stats.inc("poll", "feed_ok")
-        self.stats.inc("poll", f"feed_{outcome}")
+        update = functools.partial(record_success, outcome=outcome, new_item_times=times, hint=hint)
+        self._keep(feed, state, now, update, "feed_ok", f"feed_{outcome}")
         return PollResult(feed, True, outcome=outcome, status=status)
+
+    def _keep(
+        self,
+        feed: Feed,
+        state: FeedState,
+        now: float,
+        update: Callable[..., FeedState],
+        *counters: str,
+    ) -> FeedState:
+        """The feed's state after this poll (``update`` is a ``record_success`` or
+        ``record_failure`` with the poll's outcome), kept; the poll's counters counted."""
+        state = update(state, now, self.bounds, fixed=feed.interval)
+        self.state.put(state)
+        for counter in counters:
+            self.stats.inc("poll", counter)
+        return state
 
     def _failed(
         self,
@@ -297,19 +304,15 @@ class FeedPoller:
     ) -> PollResult:
         retry_after = exc.retry_after if isinstance(exc, HttpRetriableError) else None
         detail = str(exc) if exc is not None else reason
-        state = record_failure(
-            state,
-            self.clock().timestamp(),
-            self.bounds,
-            reason=reason,
-            detail=detail,
-            retry_after=retry_after,
-            fixed=feed.interval,
+        update = functools.partial(
+            record_failure, reason=reason, detail=detail, retry_after=retry_after
         )
-        self.state.put(state)
-        self.stats.inc("poll", "feed_failed")
-        self.stats.inc("poll", f"feed_failed:{reason}")
-        self.stats.inc("poll", f"feed_failed_{classify_failure(reason)}")
+        counters = (
+            "feed_failed",
+            f"feed_failed:{reason}",
+            f"feed_failed_{classify_failure(reason)}",
+        )
+        state = self._keep(feed, state, self.clock().timestamp(), update, *counters)
         if state.dead:
             self.stats.inc("poll", "feed_dead")
         log.warning("feed %s failed (%s): %s", feed.url, reason, detail)

@@ -10,15 +10,18 @@ line to fix without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PermanentError
 
-__all__ = ["entry_error", "format_validation_error", "read_yaml_list"]
+__all__ = ["entry_error", "format_validation_error", "load_entries", "read_yaml_list"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml_list(path: str | Path, key: str) -> list[Any]:
@@ -53,3 +56,41 @@ def entry_error(path: str | Path, key: str, index: int, label: str, message: str
     """A :class:`ConfigError` for entry ``index`` of list ``key`` in file ``path``."""
     where = f"{key}[{index}]" + (f" ({label})" if label else "")
     return ConfigError(f"{path}: {where}: {message}")
+
+
+def load_entries(
+    path: str | Path,
+    key: str,
+    model: type[M],
+    *,
+    label: str,
+    identity: Callable[[M], str],
+    duplicate: str,
+) -> list[M]:
+    """Validate every entry of list ``key`` as ``model``, in order.
+
+    An entry is named in errors by its ``label`` field; two entries with the
+    same ``identity`` are an error whose message is ``duplicate`` with
+    ``{first}`` set to the first one's index.
+    """
+    entries = read_yaml_list(path, key)
+    found: list[M] = []
+    first_index: dict[str, int] = {}
+    what = key.removesuffix("s")
+    for i, entry in enumerate(entries):
+        named = (
+            f"{label}={entry.get(label)!r}" if isinstance(entry, dict) and label in entry else ""
+        )
+        if not isinstance(entry, dict):
+            raise entry_error(path, key, i, named, f"each {what} must be a mapping")
+        try:
+            value = model.model_validate(entry)
+            ident = identity(value)
+        except (ValidationError, PermanentError) as exc:
+            msg = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise entry_error(path, key, i, named, msg) from exc
+        if ident in first_index:
+            raise entry_error(path, key, i, named, duplicate.format(first=first_index[ident]))
+        first_index[ident] = i
+        found.append(value)
+    return found

@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.configfile import entry_error, format_validation_error, read_yaml_list
-from pipeline.errors import PermanentError
+from pipeline.configfile import load_entries
 from pipeline.urls import canonicalize_url
 
 __all__ = ["Feed", "load_feeds"]
@@ -51,23 +50,11 @@ class Feed(BaseModel):
 
 def load_feeds(path: str | Path) -> list[Feed]:
     """Read and validate a feeds file; raise ``ConfigError`` naming file and entry."""
-    entries = read_yaml_list(path, "feeds")
-    feeds: list[Feed] = []
-    first_index: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        label = f"url={entry.get('url')!r}" if isinstance(entry, dict) and "url" in entry else ""
-        if not isinstance(entry, dict):
-            raise entry_error(path, "feeds", i, label, "each feed must be a mapping")
-        try:
-            feed = Feed.model_validate(entry)
-            key = canonicalize_url(feed.url)
-        except (ValidationError, PermanentError) as exc:
-            msg = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            raise entry_error(path, "feeds", i, label, msg) from exc
-        if key in first_index:
-            raise entry_error(
-                path, "feeds", i, label, f"duplicate feed, same URL as feeds[{first_index[key]}]"
-            )
-        first_index[key] = i
-        feeds.append(feed)
-    return feeds
+    return load_entries(
+        path,
+        "feeds",
+        Feed,
+        label="url",
+        identity=lambda feed: canonicalize_url(feed.url),
+        duplicate="duplicate feed, same URL as feeds[{first}]",
+    )

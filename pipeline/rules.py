@@ -40,13 +40,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from pipeline.arabic import IGNORABLE_CHARS, Token, tokenize
-from pipeline.configfile import entry_error, format_validation_error, read_yaml_list
+from pipeline.configfile import entry_error, load_entries
 from pipeline.errors import ConfigError
 from pipeline.models import Article, Match, RuleMatch
 
@@ -556,25 +555,11 @@ def load_rules(path: str | Path) -> list[Rule]:
 
     An empty list is allowed (alerting off); a missing ``rules:`` key is not.
     """
-    entries = read_yaml_list(path, "rules")
-    rules: list[Rule] = []
-    first_index: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        label = f"id={entry.get('id')!r}" if isinstance(entry, dict) and "id" in entry else ""
-        if not isinstance(entry, dict):
-            raise entry_error(path, "rules", i, label, "each rule must be a mapping")
-        try:
-            rule = Rule.model_validate(entry)
-        except ValidationError as exc:
-            raise entry_error(path, "rules", i, label, format_validation_error(exc)) from exc
-        if rule.id in first_index:
-            raise entry_error(
-                path,
-                "rules",
-                i,
-                label,
-                f"duplicate id, first used by rules[{first_index[rule.id]}]",
-            )
-        first_index[rule.id] = i
-        rules.append(rule)
-    return rules
+    return load_entries(
+        path,
+        "rules",
+        Rule,
+        label="id",
+        identity=lambda rule: rule.id,
+        duplicate="duplicate id, first used by rules[{first}]",
+    )

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from connectors.elastic import ElasticStore
-from pipeline.models import monthly_index
+from pipeline.rules import RuleMatcher, load_rules
 from pipeline.settings import Settings
 from rasd.app import reset_namespace
-
-from .test_alert_idempotence import enriched
+from tests.unit.helpers import enriched
 
 RULES = Path(__file__).resolve().parents[1] / "fixtures" / "alerts" / "rules.yaml"
 
@@ -86,14 +85,18 @@ def test_backtest_runs_the_rules_over_indexed_articles(es: Any, unique: str) -> 
     settings = Settings(namespace=f"t7-{unique}")
     store = ElasticStore.from_settings(settings)
     now = datetime.now(UTC)
-    index = monthly_index(settings.namespace, now)
+    ns = settings.namespace
+    stories = (
+        ("a1", "a1", "قال المحامي إن شهادة لقيصر وثقت الانتهاكات."),
+        ("a2", "a1", "قال المحامي إن شهادة لقيصر وثقت الانتهاكات في صيدنايا."),
+        ("b1", "b1", "أجريت عملية قيصرية في مستشفى قيصري."),
+    )
+    matcher = RuleMatcher(load_rules(RULES))
     articles = [
-        a.model_copy(update={"index_name": index, "first_seen": now, "published_at": now})
-        for a in (
-            enriched("a1", "a1", "قال المحامي إن شهادة لقيصر وثقت الانتهاكات."),
-            enriched("a2", "a1", "قال المحامي إن شهادة لقيصر وثقت الانتهاكات في صيدنايا."),
-            enriched("b1", "b1", "أجريت عملية قيصرية في مستشفى قيصري."),
-        )
+        enriched(
+            article, cluster, body, title="خبر", when=now, namespace=ns, matcher=matcher
+        ).model_copy(update={"published_at": now})
+        for article, cluster, body in stories
     ]
     try:
         store.ensure(now)

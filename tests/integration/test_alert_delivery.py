@@ -18,29 +18,18 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from connectors.alert_sinks import AlertStateIndex, EmailSink, SlackSink, WebhookSink, deliver
+from connectors.alert_state import AlertStateIndex
+from connectors.destinations import EmailDestination, SlackDestination, WebhookDestination, deliver
 from pipeline.alerting import EmailSpec, SlackSpec, WebhookSpec
-from pipeline.models import Alert, Match, alert_id
+from pipeline.models import Alert, alert_id
+from tests.unit.helpers import alert
 
-ALERT = Alert(
-    id=alert_id("caesar", "cluster-1"),
-    rule_id="caesar",
-    rule_name="قيصر",
-    article_id="article-1",
-    cluster_id="cluster-1",
-    url="https://example.org/1",
-    title="شهادة جديدة لقيصر أمام المحكمة",
-    outlet="وكالة المرصد",
-    matches=[Match(term="قيصر", surface="لقيصر", field="title", start=10, end=15)],
-    created_at=datetime(2026, 11, 28, 5, 0, tzinfo=UTC),
-    severity="high",
-)
+ALERT = alert("cluster-1", "article-1", "شهادة جديدة لقيصر أمام المحكمة")
 
 
 class WebhookServer:
@@ -131,7 +120,9 @@ def test_webhook_retries_then_delivers_signed_utf8_json(
     hook: WebhookServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("T7_SECRET", "s3cret")
-    sink = WebhookSink("hook", WebhookSpec(type="webhook", url=hook.url, secret_env="T7_SECRET"))
+    sink = WebhookDestination(
+        "hook", WebhookSpec(type="webhook", url=hook.url, secret_env="T7_SECRET")
+    )
     try:
         assert deliver(sink, ALERT, no_wait) == (True, "", 3)
     finally:
@@ -146,7 +137,7 @@ def test_webhook_retries_then_delivers_signed_utf8_json(
 
 def test_webhook_4xx_is_permanent() -> None:
     server = WebhookServer(status=400)
-    sink = WebhookSink("hook", WebhookSpec(type="webhook", url=server.url))
+    sink = WebhookDestination("hook", WebhookSpec(type="webhook", url=server.url))
     try:
         delivered, error, attempts = deliver(sink, ALERT, no_wait)
     finally:
@@ -159,7 +150,7 @@ def test_unreachable_webhook_is_retried_then_reported() -> None:
     server = WebhookServer()
     url = server.url
     server.close()  # nothing listens on that port any more
-    sink = WebhookSink("hook", WebhookSpec(type="webhook", url=url, retries=3, timeout=2))
+    sink = WebhookDestination("hook", WebhookSpec(type="webhook", url=url, retries=3, timeout=2))
     try:
         delivered, error, attempts = deliver(sink, ALERT, no_wait)
     finally:
@@ -169,7 +160,7 @@ def test_unreachable_webhook_is_retried_then_reported() -> None:
 
 def test_slack_compatible_webhook(hook: WebhookServer) -> None:
     hook.fail_first = 0
-    sink = SlackSink("slack", SlackSpec(type="slack", url=hook.url))
+    sink = SlackDestination("slack", SlackSpec(type="slack", url=hook.url))
     try:
         assert deliver(sink, ALERT, no_wait)[0]
     finally:
@@ -184,7 +175,7 @@ def test_email_over_smtp_is_utf8() -> None:
         type="email", port=smtp.port, sender="rasd@example.org", to=["desk@example.org"]
     )
     try:
-        assert deliver(EmailSink("mail", spec), ALERT, no_wait) == (True, "", 1)
+        assert deliver(EmailDestination("mail", spec), ALERT, no_wait) == (True, "", 1)
     finally:
         smtp.close()
     [raw] = smtp.messages
@@ -201,7 +192,7 @@ def test_smtp_down_is_retriable() -> None:
     spec = EmailSpec(
         type="email", port=port, sender="rasd@example.org", to=["d@example.org"], retries=2
     )
-    delivered, error, attempts = deliver(EmailSink("mail", spec), ALERT, no_wait)
+    delivered, error, attempts = deliver(EmailDestination("mail", spec), ALERT, no_wait)
     assert (delivered, attempts) == (False, 2) and "SMTP" in error
 
 

@@ -24,39 +24,15 @@ from kafka.admin import KafkaAdminClient
 
 from connectors.kafka import consumer_lag
 from pipeline.models import EnrichedArticle, alert_id
+from pipeline.rules import RuleMatcher, load_rules
 from pipeline.settings import Settings
 from rasd.app import reset_namespace
+from tests.unit.helpers import enriched
 
 from .test_alert_delivery import WebhookServer
 
 CLUSTERS = 20
 NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
-
-
-def enriched(article: str, cluster: str, body: str) -> EnrichedArticle:
-    return EnrichedArticle(
-        id=article,
-        url=f"https://outlet.example/{article}",
-        canonical_url=f"https://outlet.example/{article}",
-        feed_url="https://outlet.example/feed",
-        outlet="وكالة المرصد",
-        feed_name="المرصد",
-        country="sy",
-        language="ar",
-        title=f"خبر {cluster}",
-        body=body,
-        first_seen=NOW,
-        index_name="t7-articles-2026.11",
-        fetched_at=NOW,
-        http_status=200,
-        body_hash=article,
-        cluster_id=cluster,
-        is_duplicate=article != cluster,
-        language_detected="ar",
-        normalized_title="",
-        normalized_body="",
-        word_count=len(body.split()),
-    )
 
 
 def story(k: int) -> str:
@@ -175,13 +151,27 @@ def test_two_workers_a_kill_and_syndicated_copies_give_one_alert_per_rule_and_cl
     try:
         wait_for("two alert workers", lambda: group_members(kafka_bootstrap, f"{ns}.alert") == 2)
 
+        matcher = RuleMatcher(load_rules(settings.rules_path))
+
+        def story_of(article_id: str, k: int) -> EnrichedArticle:
+            cluster = f"c{k:02d}"
+            return enriched(
+                article_id,
+                cluster,
+                story(k),
+                title=f"خبر {cluster}",
+                when=NOW,
+                namespace="t7",
+                matcher=matcher,
+            )
+
         def send(articles: list[EnrichedArticle]) -> None:
             for a in articles:
                 producer.send(f"{ns}.enriched", key=a.id.encode(), value=a.to_json())
             producer.flush()
 
-        originals = [enriched(f"c{k:02d}", f"c{k:02d}", story(k)) for k in range(CLUSTERS)]
-        copies = [enriched(f"c{k:02d}-copy1", f"c{k:02d}", story(k)) for k in range(CLUSTERS)]
+        originals = [story_of(f"c{k:02d}", k) for k in range(CLUSTERS)]
+        copies = [story_of(f"c{k:02d}-copy1", k) for k in range(CLUSTERS)]
         send(originals + copies)
 
         def ledger_count() -> int:
@@ -195,7 +185,7 @@ def test_two_workers_a_kill_and_syndicated_copies_give_one_alert_per_rule_and_cl
         assert workers["a"].wait(30) == -signal.SIGKILL
         assert workers["b"].poll() is None  # the survivor takes over the partitions
 
-        later = [enriched(f"c{k:02d}-copy2", f"c{k:02d}", story(k)) for k in range(CLUSTERS)]
+        later = [story_of(f"c{k:02d}-copy2", k) for k in range(CLUSTERS)]
         send(later + originals)  # new syndicated copies, and every original a second time
 
         groups = {f"{ns}.{g}": f"{ns}.enriched" for g in ("alert",)}

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka import KafkaSink
+from connectors.kafka import Producer
 from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
 from pipeline.models import Article
 from pipeline.settings import Settings
-from rasd.app import Pipeline, reset_namespace
+from rasd.app import Runtime, reset_namespace
 from tests.fixtures.dedupe.labelled import HERE, load_group
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ rules:
     name: سجن صيدنايا
     any: [صيدنايا]
 """
-STAGES = ("dedupe", "dedupe", "cluster", "cluster", "enrich", "index", "alert")
+STAGES = ("sign", "sign", "cluster", "cluster", "enrich", "index", "alert")
 
 
 @pytest.fixture
@@ -69,9 +69,9 @@ def _article(
     return Article.from_item(item, body=body, fetched_at=seen, http_status=200)
 
 
-def _run(settings: Settings, articles: list[Article]) -> Pipeline:
+def _run(settings: Settings, articles: list[Article]) -> Runtime:
     """Start the workers, produce ``articles`` to the articles topic, wait until all is done."""
-    pipeline = Pipeline(settings)
+    pipeline = Runtime(settings)
     pipeline.prepare()
     threads = pipeline.start_workers(STAGES)
     try:
@@ -79,17 +79,17 @@ def _run(settings: Settings, articles: list[Article]) -> Pipeline:
         for worker in pipeline.workers:
             if worker.stage != "cluster":  # the standby cluster worker gets no partition
                 assert worker.ready.wait(max(0.1, deadline - time.monotonic())), worker.stage
-        # Both dedupe workers share the six partitions (a rebalance may still be
+        # Both sign workers share the six partitions (a rebalance may still be
         # settling when the second one is ready, hence the wait).
-        dedupers = [w for w in pipeline.workers if w.stage == "dedupe"]
+        dedupers = [w for w in pipeline.workers if w.stage == "sign"]
         while time.monotonic() < deadline:
             shares = [len(w.consumer.assignment()) for w in dedupers if w.consumer]
             if len(shares) == 2 and all(shares) and sum(shares) == 6:
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("the two dedupe workers never shared the six partitions")
-        sink = KafkaSink(settings.kafka_servers)
+            pytest.fail("the two sign workers never shared the six partitions")
+        sink = Producer(settings.kafka_servers)
         try:
             for a in articles:
                 sink.send(pipeline.topics.articles, a.id, a.to_json())

@@ -34,7 +34,7 @@ from connectors.feed_shards import (
     read_catalogue,
 )
 from connectors.http import GuardedClient
-from connectors.kafka import KafkaSink, Topics, delete_namespace, ensure_topics
+from connectors.kafka import Producer, Topics, delete_namespace, ensure_topics
 from connectors.metrics import Stats
 from connectors.poller import FeedPoller, FeedScheduler
 from pipeline.errors import ConfigError
@@ -110,8 +110,8 @@ class Instance:
 
     def __init__(self, name: str, bootstrap: str, topics: Topics) -> None:
         self.stop = threading.Event()
-        self.sink = KafkaSink(bootstrap, client_id=f"test-{name}")
-        self.state_sink = KafkaSink(bootstrap, client_id=f"test-{name}-state")
+        self.sink = Producer(bootstrap, client_id=f"test-{name}")
+        self.state_sink = Producer(bootstrap, client_id=f"test-{name}-state")
         self.http = GuardedClient(f"rasd-test-{name}", allow_private_networks=True)
         bounds = ScheduleBounds(min_interval=INTERVAL, max_interval=INTERVAL)
         self.state = KafkaFeedStateStore(bootstrap, topics.feeds_state, self.state_sink)
@@ -161,7 +161,7 @@ def test_two_instances_poll_each_feed_once_per_due_time(
     kafka_bootstrap: str, topics: Topics, server: str
 ) -> None:
     feeds = _feeds(server)
-    catalogue_sink = KafkaSink(kafka_bootstrap)
+    catalogue_sink = Producer(kafka_bootstrap)
     assert publish_catalogue(kafka_bootstrap, topics, feeds, catalogue_sink) == (FEEDS, 0)
     paths = {f"/feeds/{n}.xml" for n in range(FEEDS)}
 
@@ -208,7 +208,7 @@ def test_two_instances_poll_each_feed_once_per_due_time(
 
 
 def test_the_feed_state_moves_with_the_topic(kafka_bootstrap: str, topics: Topics) -> None:
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     try:
         writer = KafkaFeedStateStore(kafka_bootstrap, topics.feeds_state, sink)
         state = FeedState(url="https://example.org/feed", etag='"e1"', seen={"a": 1.0},
@@ -245,7 +245,7 @@ def test_feeds_keep_their_partition_when_partitions_are_added(
     kafka_bootstrap: str, topics: Topics
 ) -> None:
     feeds = _feeds("https://news.example.org")
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         assert check_partitions(kafka_bootstrap, topics) == 4
@@ -274,7 +274,7 @@ def test_publishing_the_catalogue_writes_changes_and_tombstones(
     kafka_bootstrap: str, topics: Topics
 ) -> None:
     feeds = _feeds("https://news.example.org")
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     try:
         assert publish_catalogue(kafka_bootstrap, topics, feeds, sink) == (FEEDS, 0)
         # The same catalogue again changes nothing.
@@ -299,7 +299,7 @@ def test_feeds_status_reads_the_state_topic(
         ),
         encoding="utf-8",
     )
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     try:
         store = KafkaFeedStateStore(kafka_bootstrap, topics.feeds_state, sink)
         at = 1_795_860_000.0

@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from connectors.kafka import (
-    KafkaSink,
-    Output,
-    SendFailed,
-    StageWorker,
-    per_record,
-    read_dead_letters,
-)
+from connectors.dead_letters import read_dead_letters
+from connectors.kafka import Producer, SendFailed
 from connectors.metrics import Stats
+from connectors.worker import Output, StageWorker, per_record
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +32,7 @@ def test_a_record_the_broker_rejects_is_reported_not_lost(
 ) -> None:
     topic = f"test-small-{unique}"
     _topics(kafka_bootstrap, topic, max_bytes=100_000)
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     try:
         sink.send(topic, "ok", b"x" * 100)
         sink.send(topic, "big", b"x" * 500_000)
@@ -68,7 +63,7 @@ def test_poison_and_oversized_outputs_go_to_the_dlq(kafka_bootstrap: str, unique
 
     stop = threading.Event()
     stats = Stats()
-    sink = KafkaSink(kafka_bootstrap)
+    sink = Producer(kafka_bootstrap)
     worker = StageWorker(
         "test",
         kafka_bootstrap,

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from rasd.cli import app
-from rasd.stage_names import WORKER_STAGES
+from rasd.cli.run import WORKER_STAGES
 
 WIDE = {"COLUMNS": "200"}
 
@@ -72,10 +72,19 @@ def test_worker_stage_is_a_choice_listed_in_help() -> None:
     assert "extrakt" in wrong.output and "cluster" in wrong.output
 
 
-def test_worker_stages_are_the_pipelines() -> None:
-    from rasd import app as composition
+def test_worker_stages_are_the_registry() -> None:
+    from rasd import stages
 
-    assert ("poll", *composition.STAGES, "deliver") == WORKER_STAGES
+    assert ("poll", *stages.names(), "deliver") == WORKER_STAGES
+
+
+def test_a_former_stage_name_is_still_a_choice() -> None:
+    from rasd.cli.run import FORMER_NAMES
+
+    assert FORMER_NAMES == {"dedupe": "sign"}
+    assert "dedupe" not in WORKER_STAGES
+    result = invoke("worker", "--help")
+    assert "dedupe: the former name of sign" in " ".join(result.output.replace("│", " ").split())
 
 
 def test_destination_only_with_deliver() -> None:

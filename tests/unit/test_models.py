@@ -14,12 +14,12 @@ from pipeline.models import (
     Article,
     EnrichedArticle,
     FeedItem,
-    Match,
     alert_id,
     monthly_index,
 )
 
 from .helpers import SEEN, article, item
+from .helpers import alert as make_alert
 
 
 def test_monthly_index_uses_the_utc_month() -> None:
@@ -69,18 +69,7 @@ def test_article_and_enriched_round_trip_keep_arabic_text() -> None:
 
 
 def test_alert_round_trip_and_stable_id() -> None:
-    alert = Alert(
-        id=alert_id("caesar", "c1"),
-        rule_id="caesar",
-        rule_name="قيصر",
-        article_id="a1",
-        cluster_id="c1",
-        url="https://x.org/a",
-        title="قيصر",
-        outlet="X",
-        matches=[Match(term="قيصر", surface="وقيصر", field="body", start=3, end=8)],
-        created_at=SEEN,
-    )
+    alert = make_alert()
     assert Alert.from_json(alert.to_json()) == alert
     assert alert_id("caesar", "c1") == alert_id("caesar", "c1")
     assert alert_id("caesar", "c1") != alert_id("caesar", "c2")

@@ -23,7 +23,7 @@ TOPICS = Topics("t4")
 
 
 class RecordingSink:
-    """Stands in for KafkaSink: records what is sent where, and the flush timeouts."""
+    """Stands in for Producer: records what is sent where, and the flush timeouts."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, bytes | None, int | None]] = []

@@ -1,0 +1,86 @@
+"""The Elasticsearch outputs of the index and alert stages, as sinks (:mod:`connectors.worker`).
+
+:class:`ArticleSink` bulk-indexes a batch of enriched articles; an article
+Elasticsearch refuses for good goes to the DLQ, a batch it cannot take now is
+retried. :class:`AlertLedger` records each raised alert in ``<ns>-alerts``,
+after the alert is on the alerts topic: the index is the ledger of what was
+raised, and a rule that names the ``log`` destination logs the alert here, at
+once. Both write through a shared :class:`ElasticStore`, which its owner closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pipeline.errors import PermanentError
+from pipeline.models import Alert, EnrichedArticle
+
+from .elastic import ElasticStore
+from .worker import BatchResult, BufferedSink
+
+__all__ = ["AlertLedger", "ArticleSink"]
+
+log = logging.getLogger("rasd")
+
+
+class ArticleSink(BufferedSink):
+    """Bulk-index articles into their monthly index (outcome ``indexed``)."""
+
+    name = "articles"
+
+    def __init__(self, store: ElasticStore, clock: Callable[[], datetime]) -> None:
+        super().__init__()
+        self.store, self.clock = store, clock
+
+    def flush(self) -> BatchResult:
+        batch: list[tuple[Any, EnrichedArticle]] = self.take()
+        result = BatchResult()
+        if not batch:
+            return result
+        report = self.store.write([a for _, a in batch], self.clock())
+        failed = {a.id: exc for a, exc in report.failed}
+        result.failed = [(source, failed[a.id]) for source, a in batch if a.id in failed]
+        result.count("indexed", len(report.written))
+        return result
+
+
+class AlertLedger(BufferedSink):
+    """Record raised alerts in the alerts index (outcomes ``alerts``, ``throttled``,
+    ``index_failed``); a new one whose rule names ``log`` goes to ``announce``."""
+
+    name = "alerts"
+
+    def __init__(
+        self,
+        store: ElasticStore,
+        logs: Callable[[Alert], bool],
+        announce: Callable[[Alert], None],
+    ) -> None:
+        super().__init__()
+        self.store, self.logs, self.announce = store, logs, announce
+
+    def flush(self) -> BatchResult:
+        result = BatchResult()
+        alert: Alert
+        for _, alert in self.take():
+            try:
+                created = self.store.record_alert(alert)
+            except PermanentError as exc:
+                # The alert is on the topic; it still goes to the log, only Kibana misses it.
+                result.count("index_failed")
+                log.error(
+                    "alert %s could not be stored in %s: %s", alert.id, self.store.alerts_index, exc
+                )
+                created = True
+            if created and alert.throttled:
+                result.count("throttled")
+            elif created:
+                result.count("alerts")
+                # Webhooks, Slack and email have their own consumer groups on the
+                # alerts topic (deliver-<name>); the log is immediate.
+                if self.logs(alert):
+                    self.announce(alert)
+        return result

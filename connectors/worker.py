@@ -1,0 +1,372 @@
+"""The stage worker loop, and the two kinds of outputs a stage has: topics and sinks.
+
+A stage worker consumes one topic in its own consumer group and hands each
+batch to the stage's handler, which returns a :class:`BatchResult`: records
+for Kafka topics (:class:`Output`), values for the stage's :class:`Sink`\\ s
+(Elasticsearch, the alert ledger, an alert destination), the records that
+failed for good, and outcome counts. The worker then, in this order:
+
+1. produces the outputs and the dead letters with ``acks=all`` and waits until
+   the broker has acknowledged every one;
+2. writes each sink its batch and flushes it (a sink comes after the topics:
+   the alerts index records an alert only once it is on the alerts topic);
+3. commits the offsets.
+
+A record the stage cannot process (``PermanentError``, or a ``RetriableError``
+that outlived its retries) goes to the dead-letter topic with its reason
+(:mod:`connectors.dead_letters`); so does a value a sink refuses for good. A
+``RetriableError`` for the whole batch (a broker or a sink that is down) is
+retried with backoff and never commits past the failed batch. Every outcome is
+counted in :class:`connectors.metrics.Stats` under the stage's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from pipeline.errors import PermanentError, RetriableError
+
+from .dead_letters import dead_letter_headers
+from .kafka import MAX_MESSAGE_BYTES, Producer, SendFailed, committed_offset, too_large
+from .metrics import Stats
+
+__all__ = [
+    "BatchHandler",
+    "BatchResult",
+    "BufferedSink",
+    "Output",
+    "Sink",
+    "StageWorker",
+    "backoff",
+    "per_record",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record a stage wants produced; ``source`` is the input record it came from."""
+
+    topic: str
+    key: str
+    value: bytes
+    source: Any = None
+
+
+@dataclass
+class BatchResult:
+    """What a stage made of a batch: outputs, sink writes, failures and outcome counts.
+
+    ``writes`` maps a sink's name to ``(source record, value)`` pairs for it.
+    """
+
+    outputs: list[Output] = field(default_factory=list)
+    failed: list[tuple[Any, PermanentError]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    writes: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    def write(self, sink: str, source: Any, value: Any) -> None:
+        self.writes.setdefault(sink, []).append((source, value))
+
+    def merge(self, other: BatchResult) -> None:
+        self.outputs.extend(other.outputs)
+        self.failed.extend(other.failed)
+        for outcome, n in other.outcomes.items():
+            self.count(outcome, n)
+        for sink, items in other.writes.items():
+            self.writes.setdefault(sink, []).extend(items)
+
+
+class Sink(Protocol):
+    """An output other than a Kafka topic: written a batch at a time, then flushed.
+
+    ``write`` takes ``(source record, value)`` pairs; ``flush`` makes them
+    durable and reports, as a :class:`BatchResult`, the sources whose value was
+    refused for good (``failed``) and the outcome counts. ``flush`` raises
+    ``RetriableError`` when the whole batch must be tried again; the worker
+    then commits nothing, so a sink must be idempotent.
+    """
+
+    name: str
+
+    def write(self, batch: list[tuple[Any, Any]]) -> None: ...
+
+    def flush(self) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+class BufferedSink:
+    r"""A sink's buffer: ``write`` keeps the pairs until ``flush`` :meth:`take`\ s them."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._batch: list[tuple[Any, Any]] = []
+
+    def write(self, batch: list[tuple[Any, Any]]) -> None:
+        self._batch.extend(batch)
+
+    def take(self) -> list[tuple[Any, Any]]:
+        """The pairs written since the last flush, and an empty buffer."""
+        batch, self._batch = self._batch, []
+        return batch
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+#: A stage's batch function: consumer records in, a BatchResult out. It may raise
+#: RetriableError for the whole batch (a sink that is down); it is then retried.
+BatchHandler = Callable[[list[Any]], BatchResult]
+
+
+def _unexpected(stage: str, record: Any, exc: Exception) -> BatchResult:
+    """A bug, or a library failing on this input: the record goes to the DLQ
+    (replayable once fixed) instead of blocking the partition."""
+    log.exception(
+        "%s: unexpected error on %s:%s@%s", stage, record.topic, record.partition, record.offset
+    )
+    result = BatchResult()
+    result.count("unexpected")
+    result.failed.append((record, PermanentError("unexpected", repr(exc))))
+    return result
+
+
+def per_record(
+    handle: Callable[[Any], Iterable[Output]], retries: int = 3, base_delay: float = 0.5
+) -> BatchHandler:
+    """Adapt a one-record stage to a batch handler.
+
+    ``PermanentError`` sends the record to the DLQ; ``RetriableError`` is retried
+    with exponential backoff and jitter, and after ``retries`` attempts the
+    record goes to the DLQ with reason ``retries_exhausted`` (``rasd dlq replay``
+    can bring it back once the cause is fixed).
+    """
+
+    def one(record: Any) -> BatchResult:
+        result = BatchResult()
+        for attempt in range(retries + 1):
+            try:
+                produced = list(handle(record))
+            except PermanentError as exc:
+                result.failed.append((record, exc))
+            except RetriableError as exc:
+                if attempt < retries:
+                    time.sleep(backoff(attempt, base_delay))
+                    continue
+                result.failed.append((record, PermanentError("retries_exhausted", str(exc))))
+            except Exception as exc:
+                return _unexpected("per_record", record, exc)
+            else:
+                result.outputs.extend(Output(o.topic, o.key, o.value, record) for o in produced)
+                result.count("ok" if produced else "dropped")
+            return result
+        return result
+
+    def handler(records: list[Any]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            result.merge(one(record))
+        return result
+
+    return handler
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class StageWorker:
+    """Consume ``source`` in ``group``, run ``handler``, produce and flush, write and
+    flush the ``sinks``, then commit."""
+
+    def __init__(
+        self,
+        stage: str,
+        bootstrap: str,
+        group: str,
+        source: str,
+        handler: BatchHandler,
+        producer: Producer,
+        dlq_topic: str,
+        stats: Stats,
+        stop: threading.Event,
+        max_records: int = 200,
+        sinks: Iterable[Sink] = (),
+    ) -> None:
+        self.stage = stage
+        self.bootstrap = bootstrap
+        self.group = group
+        self.source = source
+        self.handler = handler
+        self.producer = producer
+        self.dlq_topic = dlq_topic
+        self.stats = stats
+        self.stop = stop
+        self.max_records = max_records
+        self.sinks = {sink.name: sink for sink in sinks}
+        #: Set once the group has assigned this worker its partitions.
+        self.ready = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
+                self.source,
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group,
+                client_id=f"rasd-{self.stage}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.max_records,
+                # trafilatura on a large page can take seconds; a batch may take minutes.
+                max_poll_interval_ms=600_000,
+            )
+        return self._consumer
+
+    def run(self) -> None:
+        """Loop until ``stop`` is set; never dies on a bad record."""
+        log.info("%s worker started (group %s, topic %s)", self.stage, self.group, self.source)
+        try:
+            while not self.stop.is_set():
+                polled = self.consumer.poll(timeout_ms=500)
+                if not self.ready.is_set() and self.consumer.assignment():
+                    self.ready.set()
+                records = [r for batch in polled.values() for r in batch]
+                if records:
+                    self.process(records)
+        finally:
+            self.close()
+
+    def process(self, records: list[Any]) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = self._handle(records)
+                self._deliver(result)
+                self._flush_sinks(result)
+                break
+            except RetriableError as exc:
+                # The whole batch failed (a sink is down): nothing is committed, and
+                # the batch is tried again; idempotent sinks make the retry safe.
+                self.stats.inc(self.stage, "retried")
+                delay = backoff(attempt, 1.0, 30.0)
+                log.warning(
+                    "%s: batch of %d failed (%s); retrying in %.1fs",
+                    self.stage,
+                    len(records),
+                    exc,
+                    delay,
+                )
+                attempt += 1
+                if self.stop.wait(delay):
+                    return  # shutting down: uncommitted, so redelivered on restart
+        for outcome, n in result.outcomes.items():
+            self.stats.inc(self.stage, outcome, n)
+        self.stats.inc(self.stage, "dlq", len(result.failed))
+        self._commit(records)
+
+    def _handle(self, records: list[Any]) -> BatchResult:
+        """The handler's result. An unexpected exception (a bug, a library failing on
+        one input) is narrowed down by handling each record alone; the record that
+        still fails goes to the DLQ, so one poison record never blocks a partition."""
+        try:
+            return self.handler(records)
+        except RetriableError:
+            raise
+        except Exception as exc:
+            if len(records) == 1:
+                return _unexpected(self.stage, records[0], exc)
+            merged = BatchResult()
+            for record in records:
+                merged.merge(self._handle([record]))
+            return merged
+
+    def _deliver(self, result: BatchResult) -> None:
+        """Produce the outputs and the dead letters and wait for every acknowledgement."""
+        outputs = list(result.outputs)
+        for out in outputs:
+            self.producer.send(out.topic, out.key, out.value)
+        for record, error in result.failed:
+            self._dead_letter(record, error)
+        try:
+            self.producer.flush()
+        except SendFailed as exc:
+            # An output too big for Kafka is a permanent failure of the record it came
+            # from; anything else (a broker down, a timeout) retries the batch.
+            sources = [
+                outputs[i].source
+                for i, error in exc.failures
+                if i < len(outputs) and too_large(error)
+            ]
+            if len(sources) != len(exc.failures) or any(s is None for s in sources):
+                raise
+            for source in {id(s): s for s in sources}.values():
+                error = PermanentError(
+                    "output_too_large", f"an output exceeds {MAX_MESSAGE_BYTES} bytes"
+                )
+                result.failed.append((source, error))
+                self._dead_letter(source, error)
+            self.producer.flush()
+
+    def _flush_sinks(self, result: BatchResult) -> None:
+        """Write and flush every sink; what a sink refuses for good is dead-lettered."""
+        refused: list[tuple[Any, PermanentError]] = []
+        for name, sink in self.sinks.items():
+            sink.write(result.writes.get(name, []))
+            report = sink.flush()
+            refused.extend(report.failed)
+            for outcome, n in report.outcomes.items():
+                result.count(outcome, n)
+        if refused:
+            for record, error in refused:
+                self._dead_letter(record, error)
+            self.producer.flush()
+            result.failed.extend(refused)
+
+    def _dead_letter(self, record: Any, error: PermanentError) -> None:
+        log.warning(
+            "%s: %s:%d@%d to the DLQ: %s",
+            self.stage,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+        headers = dead_letter_headers(self.stage, record, error)
+        self.producer.send(self.dlq_topic, record.key, record.value or b"", headers)
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            self.consumer.commit({tp: committed_offset(o) for tp, o in offsets.items()})
+        except KafkaError as exc:
+            # A rebalance took the partitions away (CommitFailed, RebalanceInProgress)
+            # or the coordinator did not answer in time: the batch is redelivered to
+            # whoever owns the partitions next, and idempotent sinks absorb it.
+            self.stats.inc(self.stage, "commit_failed")
+            log.warning("%s: commit failed: %r", self.stage, exc)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

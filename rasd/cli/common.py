@@ -1,0 +1,111 @@
+"""What every command group shares: the consoles, settings, one-line errors and option types.
+
+Every option shows the environment variable behind it in ``--help``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from typer.models import OptionInfo
+
+from connectors.http import FetchResult, GuardedClient
+from pipeline.alerting import parse_destinations
+from pipeline.errors import RasdError
+from pipeline.rules import RuleMatcher, load_rule_set
+from pipeline.settings import Settings
+
+console = Console(stderr=True)
+# Tables stay readable when piped (CI logs, `| less`), where rich would assume 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment, with the command line's explicit values on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def fail(exc: RasdError) -> NoReturn:
+    """Print a clear one-line error (and the log tail it carries), then exit 1."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
+    log_tail = getattr(exc, "log_tail", "")
+    if log_tail:
+        console.print("[dim]" + log_tail.replace("[", r"\[") + "[/]")
+    raise typer.Exit(1)
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+    )
+    for name in ("rasd", "connectors", "pipeline"):
+        logging.getLogger(name).setLevel(settings.log_level.upper())
+
+
+def fetch_page(url: str) -> FetchResult:
+    """One page through the pipeline's guarded client; a refusal exits 1 with the reason."""
+    settings = settings_from()
+    client = GuardedClient(
+        settings.user_agent, allow_private_networks=settings.allow_private_networks
+    )
+    try:
+        return client.fetch(url)
+    except RasdError as exc:
+        fail(exc)
+    finally:
+        client.close()
+
+
+def matcher_from(rules: Path | None) -> RuleMatcher:
+    """The rules file's matcher (its destinations checked too); a bad file exits 1."""
+    settings = settings_from(rules_file=rules)
+    try:
+        rule_set = load_rule_set(settings.rules_path)
+        parse_destinations(settings.rules_path, rule_set.destinations)
+    except RasdError as exc:
+        fail(exc)
+    return RuleMatcher(rule_set.rules)
+
+
+# --- option types ---------------------------------------------------------------------
+
+
+def env_option(envvar: str, help: str, *names: str, default: str | None = None) -> OptionInfo:
+    """An option read from ``envvar`` too; ``--help`` shows the variable and ``default``."""
+    option: OptionInfo = typer.Option(
+        *names,
+        envvar=envvar,
+        show_envvar=True,
+        # Shown as text: rich would read "[default: ...]" in a help string as markup.
+        show_default=default if default is not None else False,
+        help=help,
+    )
+    return option
+
+
+Namespace = Annotated[
+    str | None,
+    env_option("RASD_NAMESPACE", "Prefix of every topic, group and index.", default="rasd"),
+]
+FeedsFile = Annotated[
+    Path | None,
+    env_option("RASD_FEEDS_FILE", "Feed catalogue.", "--feeds", default="config/feeds.yaml"),
+]
+RulesFile = Annotated[
+    Path | None,
+    env_option("RASD_RULES_FILE", "Watch rules.", "--rules", default="config/rules.yaml"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Since = Annotated[
+    str, typer.Option("--since", help="Published since: 7d, 24h, 90m, 2w or an ISO date.")
+]
