@@ -24,8 +24,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from pipeline.matching import RuleMatcher
 from pipeline.models import Alert, EnrichedArticle
-from pipeline.rules import RuleMatcher
 from pipeline.settings import Settings
 from rasd.app import Runtime, reset_namespace
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 from elasticsearch import Elasticsearch
 
-from pipeline.rules import Rule, RuleMatcher, load_rules
+from pipeline.matching import RuleMatcher
+from pipeline.rules import Rule, load_rules
 
 HERE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "alerts"
 

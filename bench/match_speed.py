@@ -17,8 +17,9 @@ import statistics
 import time
 from datetime import UTC, datetime
 
+from pipeline.matching import RuleMatcher
 from pipeline.models import Article
-from pipeline.rules import Rule, RuleMatcher
+from pipeline.rules import Rule
 
 LETTERS = "ابتثجحخدذرزسشصضطظعغفقكلمنهوي"
 FILLER = [

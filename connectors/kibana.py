@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from pipeline.errors import RasdError
-from pipeline.rules import Rule, Term, clitic_spellings, term_words
+from pipeline.matching import clitic_spellings
+from pipeline.rules import Rule, Term, term_words
 
 DEFAULT_NAMESPACE = "rasd"
 NDJSON_NAME = "rasd.ndjson"

@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, Protocol
-
-from datasketch import MinHash
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from pipeline.arabic import body_words, hash_words
 from pipeline.errors import PermanentError
@@ -36,6 +34,9 @@ from pipeline.neardup import (
     signature,
 )
 from pipeline.urls import article_id
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = [
     "MIN_BODY_WORDS_FOR_DEDUPE",

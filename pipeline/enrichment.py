@@ -11,8 +11,8 @@ from typing import Any
 
 from pipeline.arabic import body_hash, normalize, tokenize
 from pipeline.language import detect_language
+from pipeline.matching import RuleMatcher
 from pipeline.models import Article, DedupedArticle, EnrichedArticle, article_fields
-from pipeline.rules import RuleMatcher
 
 __all__ = ["enrich"]
 

@@ -24,12 +24,14 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from pipeline.arabic import tokenize
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = [
     "Comparison",
@@ -90,12 +92,21 @@ def shingles(words: Sequence[str], k: int) -> set[bytes]:
     return {" ".join(words[i : i + k]).encode("utf-8") for i in range(len(words) - k + 1)}
 
 
+def _datasketch() -> Any:
+    """The datasketch package, imported on first use: its import pulls in scipy (for
+    its LSH tuning), a third of a second that a command which never hashes (``rasd
+    --help``, ``rasd stack up``) should not pay."""
+    import datasketch
+
+    return datasketch
+
+
 def signature(words: Sequence[str], config: NearDupConfig) -> MinHash | None:
     """The MinHash of ``words``' shingles, or ``None`` when there are too few to judge."""
     grams = shingles(words, config.shingle)
     if len(grams) < config.min_shingles:
         return None
-    mh = MinHash(num_perm=config.num_perm, seed=SEED, scheme=SCHEME)
+    mh: MinHash = _datasketch().MinHash(num_perm=config.num_perm, seed=SEED, scheme=SCHEME)
     mh.update_batch(list(grams))
     return mh
 
@@ -109,7 +120,10 @@ def decode_signature(data: str, config: NearDupConfig) -> MinHash:
     values = np.frombuffer(base64.b64decode(data), dtype="<u4").astype(np.uint64)
     if len(values) != config.num_perm:
         raise ValueError(f"signature has {len(values)} values, expected {config.num_perm}")
-    return MinHash(num_perm=config.num_perm, seed=SEED, hashvalues=values, scheme=SCHEME)
+    mh: MinHash = _datasketch().MinHash(
+        num_perm=config.num_perm, seed=SEED, hashvalues=values, scheme=SCHEME
+    )
+    return mh
 
 
 def jaccard(a: set[bytes], b: set[bytes]) -> float:
@@ -173,7 +187,9 @@ class NearDuplicateIndex:
 
     def __init__(self, config: NearDupConfig | None = None) -> None:
         self.config = config or NearDupConfig()
-        self._lsh = MinHashLSH(threshold=self.config.lsh_threshold, num_perm=self.config.num_perm)
+        self._lsh = _datasketch().MinHashLSH(
+            threshold=self.config.lsh_threshold, num_perm=self.config.num_perm
+        )
         self._members: dict[str, _Member] = {}
         self._by_time: list[tuple[datetime, str]] = []  # heap, for expiry
         self._watermark: datetime | None = None

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.rules import clitic_spellings, term_words
+from pipeline.matching import clitic_spellings
+from pipeline.rules import term_words
 
 EXACT_FIELDS = ("title.exact", "body.exact")
 STEMMED_FIELDS = ("title^2", "body")

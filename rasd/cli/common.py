@@ -19,7 +19,8 @@ from typer.models import OptionInfo
 from connectors.http import FetchResult, GuardedClient
 from pipeline.alerting import parse_destinations
 from pipeline.errors import RasdError
-from pipeline.rules import RuleMatcher, load_rule_set
+from pipeline.matching import RuleMatcher
+from pipeline.rules import load_rule_set
 from pipeline.settings import Settings
 
 console = Console(stderr=True)

@@ -17,8 +17,9 @@ from connectors.elastic import ElasticStore
 from connectors.extract import decode_page, extract_text
 from pipeline.alerting import build_alerts, parse_destinations
 from pipeline.errors import RasdError
+from pipeline.matching import RuleHit, RuleMatcher
 from pipeline.models import Alert
-from pipeline.rules import RuleHit, RuleMatcher, load_rule_set
+from pipeline.rules import load_rule_set
 from pipeline.search import filters, parse_since
 
 from .common import (

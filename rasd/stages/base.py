@@ -28,9 +28,10 @@ from connectors.politeness import HostPoliteness, RobotsPolicy
 from connectors.worker import BatchHandler, BatchResult, Output, Sink, per_record
 from pipeline.alerting import DestinationSpec, parse_destinations
 from pipeline.errors import PermanentError
+from pipeline.matching import RuleMatcher
 from pipeline.models import Article, RasdModel
 from pipeline.neardup import NearDupConfig
-from pipeline.rules import RuleMatcher, RuleSet, load_rule_set
+from pipeline.rules import RuleSet, load_rule_set
 from pipeline.settings import Settings
 
 __all__ = [

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from connectors.elastic import ElasticStore
-from pipeline.rules import RuleMatcher, load_rules
+from pipeline.matching import RuleMatcher
+from pipeline.rules import load_rules
 from pipeline.settings import Settings
 from rasd.app import reset_namespace
 from tests.unit.helpers import enriched

@@ -23,8 +23,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from connectors.kafka import consumer_lag
+from pipeline.matching import RuleMatcher
 from pipeline.models import EnrichedArticle, alert_id
-from pipeline.rules import RuleMatcher, load_rules
+from pipeline.rules import load_rules
 from pipeline.settings import Settings
 from rasd.app import reset_namespace
 from tests.unit.helpers import enriched

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pipeline.enrichment import enrich
+from pipeline.matching import RuleMatcher
 from pipeline.models import (
     Alert,
     Article,
@@ -16,7 +17,6 @@ from pipeline.models import (
     article_fields,
     monthly_index,
 )
-from pipeline.rules import RuleMatcher
 from pipeline.urls import article_id, canonicalize_url
 
 SEEN = datetime(2024, 12, 31, 23, 30, tzinfo=UTC)

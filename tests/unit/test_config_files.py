@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.feeds import load_feeds
-from pipeline.rules import RuleMatcher, load_rules
+from pipeline.matching import RuleMatcher
+from pipeline.rules import load_rules
 from pipeline.settings import PROJECT_CONFIG_DIR
 from pipeline.urls import canonicalize_url
 

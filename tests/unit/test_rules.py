@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.rules import PROCLITICS, Rule, RuleMatcher
+from pipeline.matching import PROCLITICS, RuleMatcher
+from pipeline.rules import Rule
 
 from .helpers import article
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.rules import RuleMatcher, load_rules
+from pipeline.matching import RuleMatcher
+from pipeline.rules import load_rules
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "alerts"
 RULES = load_rules(HERE / "rules.yaml")

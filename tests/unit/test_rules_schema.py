@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.alerting import parse_destinations
 from pipeline.errors import ConfigError
-from pipeline.rules import Rule, RuleMatcher, load_rule_set, parse_duration
+from pipeline.matching import RuleMatcher
+from pipeline.rules import Rule, load_rule_set, parse_duration
 
 from .helpers import article
 

@@ -14,9 +14,10 @@ from pipeline.errors import PermanentError
 from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
 from pipeline.language import detect_language
+from pipeline.matching import RuleMatcher
 from pipeline.models import Article, DedupedArticle, alert_id
 from pipeline.neardup import NearDuplicateIndex
-from pipeline.rules import Rule, RuleMatcher
+from pipeline.rules import Rule
 from pipeline.urls import article_id, canonicalize_url
 
 from .helpers import BODY, SEEN, article

@@ -1,0 +1,331 @@
+"""The Arabic-aware matcher that runs the watch rules (:mod:`pipeline.rules`) on the stream.
+
+A :class:`Rule` fires on an article when any of its ``any`` terms occurs (or
+``any`` is empty), every ``all`` term occurs, and no ``none`` term occurs, in
+the rule's ``fields`` (title and body by default), and the article passes the
+rule's ``sources`` and ``languages`` filters. A term is a string or a mapping
+``{term, aliases, mode}``; its aliases (other scripts, other spellings: قانون
+قيصر / Caesar Act / قانون سيزر) count as the same term. A multi-word term is a
+phrase: its words must be adjacent tokens separated only by whitespace (or one
+hyphen, as in al-Saleh).
+Matching compares :func:`pipeline.arabic.tokenize` tokens with ة folded on both
+sides (see :mod:`pipeline.arabic`). Modes: ``exact`` (the words as written),
+``clitics`` (the default: before the first word an optional conjunction و ف,
+an optional preposition ب ك ل and an optional article ال, with ل+ال written لل;
+a term written with ال only takes the chains that end in ال or لل), ``stem``
+(clitics, plus the dual, sound-plural and feminine suffixes ان ين ون ات ة تان
+تين on every word, for common nouns) and ``prefix`` (clitics, and the last word
+may continue: any suffix). Suffixes are never stripped otherwise, so قيصرية,
+قيصري and القيصرية do not match قيصر. Every spelling of every term becomes one
+string pattern over the space-joined token stream in a single Aho-Corasick
+automaton (pyahocorasick), so the cost grows with the article, not with the
+number of rules; a punctuation gap joins tokens with ``" | "`` so a phrase
+cannot cross it. Each hit reports the rule, the term as the rule wrote it, the
+surface form from the original text, the field and the character span.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import ahocorasick
+
+from pipeline.arabic import IGNORABLE_CHARS, Token, tokenize
+from pipeline.models import Article, Match, RuleMatch
+from pipeline.rules import Mode, Role, Rule, Term, clean_token, term_words
+
+__all__ = [
+    "PROCLITICS",
+    "STEM_SUFFIXES",
+    "RuleHit",
+    "RuleMatcher",
+    "clitic_spellings",
+]
+
+_ARTICLE: Final = "ال"
+_CONJUNCTIONS: Final = ("", "و", "ف")
+_PREPOSITIONS: Final = ("", "ب", "ك", "ل")
+
+#: Suffixes the ``stem`` mode adds to a word (after ة→ه folding): dual, sound
+#: plurals and the feminine. The nisba ي is deliberately absent: it makes a new
+#: word (قيصري is Kayseri, not a form of قيصر).
+STEM_SUFFIXES: Final = ("ان", "ين", "ون", "ات", "ه", "تان", "تين")
+
+
+def _proclitic_chains() -> tuple[str, ...]:
+    chains: list[str] = []
+    for conj in _CONJUNCTIONS:
+        for prep in _PREPOSITIONS:
+            for art in ("", _ARTICLE):
+                # ل + ال is written لل (للقيصر), never لال.
+                chain = conj + ("لل" if prep == "ل" and art else prep + art)
+                if chain not in chains:
+                    chains.append(chain)
+    return tuple(chains)
+
+
+#: Every allowed proclitic chain before the first word of a term ("" included).
+PROCLITICS: Final = _proclitic_chains()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    """One occurrence of one term of a rule that fired."""
+
+    rule_id: str
+    rule_name: str
+    term: str
+    surface: str
+    field: str
+    start: int
+    end: int
+    severity: str = "medium"
+
+    def to_match(self) -> Match:
+        return Match(
+            term=self.term, surface=self.surface, field=self.field, start=self.start, end=self.end
+        )
+
+    def to_rule_match(self) -> RuleMatch:
+        return RuleMatch(
+            term=self.term,
+            surface=self.surface,
+            field=self.field,
+            start=self.start,
+            end=self.end,
+            rule_id=self.rule_id,
+            rule_name=self.rule_name,
+            severity=self.severity,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The line ``rasd rules test`` prints."""
+        return {
+            "rule": self.rule_id,
+            "term": self.term,
+            "surface": self.surface,
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Occurrence:
+    field: str
+    start: int
+    end: int
+    surface: str
+
+
+@dataclass(slots=True)
+class _Use:
+    """A spelling of a term as one rule uses it."""
+
+    rule: int
+    role: Role
+    group: int  # index of the term within the rule's role list
+    written: str  # the spelling as the rule wrote it, reported as ``term``
+
+
+@dataclass(slots=True)
+class _Variant:
+    words: tuple[str, ...]
+    mode: Mode
+    uses: list[_Use] = field(default_factory=list)
+
+
+# Phrase words may be separated by whitespace and invisible characters, and at
+# most one hyphen (al-Saleh, Abu-Mohammad: names are hyphenated in Latin script);
+# a comma, a full stop or a quotation mark between them means they are not one phrase.
+_SPACE: Final = rf"[\s{re.escape(IGNORABLE_CHARS)}]*"
+_PHRASE_GAP: Final = re.compile(rf"{_SPACE}(?:[-\u2010\u2011]{_SPACE})?")
+
+
+def clitic_spellings(word: str) -> set[str]:
+    """Every spelling of canonical ``word`` with an allowed proclitic chain before it."""
+    if word.startswith(_ARTICLE) and len(word) > len(_ARTICLE) + 1:
+        bare = word[len(_ARTICLE) :]
+        # The term has its own article: allow the chains that end in ال
+        # (which then spell the term) and the لل contraction.
+        return {
+            chain + bare for chain in PROCLITICS if chain.endswith(_ARTICLE) or chain.endswith("لل")
+        }
+    return {chain + word for chain in PROCLITICS}
+
+
+def _stem_forms(word: str) -> set[str]:
+    base = word[:-1] if word.endswith("ه") and len(word) > 2 else word
+    return {word} | {base + s for s in STEM_SUFFIXES}
+
+
+def _patterns(words: tuple[str, ...], mode: Mode) -> set[str]:
+    """Every string the automaton looks for to find ``words`` in ``mode``."""
+    per_word: list[set[str]] = [_stem_forms(w) if mode == "stem" else {w} for w in words]
+    if mode != "exact":
+        per_word[0] = {c for form in per_word[0] for c in clitic_spellings(form)}
+    phrases = [""]
+    for i, forms in enumerate(per_word):
+        phrases = [p + (" " if i else "") + f for p in phrases for f in sorted(forms)]
+    tail = "" if mode == "prefix" else " "
+    return {" " + p + tail for p in phrases}
+
+
+class RuleMatcher:
+    """Matches a fixed set of rules against articles or raw text fields."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self._fields: tuple[str, ...] = tuple(
+            dict.fromkeys(f for r in self.rules for f in r.fields)
+        ) or ("title", "body")
+        variants: dict[tuple[tuple[str, ...], Mode], _Variant] = {}
+        for idx, rule in enumerate(self.rules):
+            roles: tuple[tuple[Role, list[Term]], ...] = (
+                ("any", rule.any),
+                ("all", rule.all),
+                ("none", rule.none),
+            )
+            for role, terms in roles:
+                for group, term in enumerate(terms):
+                    for spelling in term.spellings:
+                        key = (term_words(spelling), term.mode)
+                        variant = variants.setdefault(key, _Variant(key[0], term.mode))
+                        variant.uses.append(_Use(idx, role, group, spelling))
+        self._variants: list[_Variant] = list(variants.values())
+        table: dict[str, list[int]] = defaultdict(list)
+        for vid, variant in enumerate(self._variants):
+            for pattern in _patterns(variant.words, variant.mode):
+                table[pattern].append(vid)
+        self._automaton: Any = ahocorasick.Automaton()
+        for pattern, vids in table.items():
+            self._automaton.add_word(pattern, (len(pattern), tuple(vids)))
+        if table:
+            self._automaton.make_automaton()
+        self._empty = not table
+
+    @property
+    def pattern_count(self) -> int:
+        """How many surface patterns the automaton holds (a rules file's size at a glance)."""
+        return 0 if self._empty else len(self._automaton)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def match(self, article: Article) -> list[RuleHit]:
+        """Hits of every rule that fires on the article (its fields, source and language)."""
+        language = getattr(article, "language_detected", None) or article.language
+        return self.match_fields(
+            {"title": article.title, "body": article.body},
+            outlet=article.outlet,
+            feed_name=article.feed_name,
+            language=language,
+        )
+
+    def match_text(self, text: str, field: str = "text") -> list[RuleHit]:
+        """Hits on a single text (``rasd rules test --text``); field filters do not apply."""
+        return self.match_fields({field: text})
+
+    def match_fields(
+        self,
+        fields: Mapping[str, str],
+        *,
+        outlet: str | None = None,
+        feed_name: str | None = None,
+        language: str | None = None,
+    ) -> list[RuleHit]:
+        """Hits of every rule that fires on the union of ``fields`` (name → text).
+
+        Fields named ``title``/``body`` count only for rules that watch them; any
+        other name (``text``) counts for every rule. Without ``outlet`` and
+        ``language`` the source filters are not applied.
+        """
+        found: dict[int, list[_Occurrence]] = defaultdict(list)
+        if self._empty:
+            return []
+        for name, text in fields.items():
+            if text and (name in self._fields or name not in ("title", "body")):
+                self._scan(name, text, found)
+        if not found:
+            return []
+
+        # rule -> role -> term groups seen
+        seen: dict[int, dict[Role, set[int]]] = defaultdict(lambda: defaultdict(set))
+        occurrences: dict[int, list[tuple[int, str, _Occurrence]]] = defaultdict(list)
+        for vid, occs in found.items():
+            for use in self._variants[vid].uses:
+                rule = self.rules[use.rule]
+                in_fields = [
+                    o for o in occs if o.field not in ("title", "body") or o.field in rule.fields
+                ]
+                if not in_fields:
+                    continue
+                seen[use.rule][use.role].add(use.group)
+                if use.role != "none":
+                    occurrences[use.rule].extend((vid, use.written, o) for o in in_fields)
+
+        hits: list[RuleHit] = []
+        for idx in sorted(seen):
+            rule, got = self.rules[idx], seen[idx]
+            if got["none"]:
+                continue
+            if rule.any and not got["any"]:
+                continue
+            if len(got["all"]) < len(rule.all):
+                continue
+            if outlet is not None and not rule.accepts_source(
+                outlet, feed_name or "", language or ""
+            ):
+                continue
+            reported: set[tuple[str, int, int, str]] = set()
+            for _, written, o in sorted(
+                occurrences[idx], key=lambda x: (x[2].field != "title", x[2].start, -x[2].end)
+            ):
+                key = (o.field, o.start, o.end, written)
+                if key in reported:
+                    continue
+                reported.add(key)
+                hits.append(
+                    RuleHit(
+                        rule.id,
+                        rule.name,
+                        written,
+                        o.surface,
+                        o.field,
+                        o.start,
+                        o.end,
+                        rule.severity,
+                    )
+                )
+        return hits
+
+    def _scan(self, field: str, text: str, found: dict[int, list[_Occurrence]]) -> None:
+        tokens: list[Token] = tokenize(text, fold_teh_marbuta=True)
+        if not tokens:
+            return
+        parts = [" "]
+        starts: list[int] = []
+        pos = 1
+        for i, tok in enumerate(tokens):
+            if i:
+                # Adjacent words of a phrase are separated by whitespace only.
+                gap = " " if _PHRASE_GAP.fullmatch(text, tokens[i - 1].end, tok.start) else " | "
+                parts.append(gap)
+                pos += len(gap)
+            norm = clean_token(tok.norm)
+            starts.append(pos)
+            parts.append(norm)
+            pos += len(norm)
+        parts.append(" ")
+        joined = "".join(parts)
+        for end_idx, (length, vids) in self._automaton.iter(joined):
+            first = bisect.bisect_left(starts, end_idx - length + 2)
+            for vid in vids:
+                last = first + len(self._variants[vid].words) - 1
+                start, end = tokens[first].start, tokens[last].end
+                found[vid].append(_Occurrence(field, start, end, text[start:end]))
