@@ -30,35 +30,28 @@ that :class:`FetchResult` carries.
 
 from __future__ import annotations
 
-import contextvars
 import email.utils
-import ipaddress
-import socket
-import ssl
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Self
 
-import httpcore
 import httpx
 
 # httpcore does not re-export its socket-option type; the backend signature needs it.
-from httpcore._backends.base import SOCKET_OPTION
+from pipeline.errors import PermanentError
 
-from pipeline.errors import PermanentError, RetriableError
+from .dialer import DEADLINE, HttpRetriableError, PinnedTransport, check_address, literal_ip
 
 __all__ = [
     "DEFAULT_ACCEPT",
     "FetchResult",
     "GuardedClient",
     "HttpRetriableError",
-    "check_address",
-    "is_public_address",
 ]
 
 DEFAULT_ACCEPT: Final = (
@@ -73,36 +66,7 @@ _ACCEPT_ENCODING: Final = "gzip, deflate"
 # Headers the caller may not set: the coding must be one we can decode, and the
 # Host must match the URL we checked.
 _RESERVED_HEADERS: Final = frozenset({"accept-encoding", "host", "user-agent"})
-_SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _CHUNK: Final = 64 * 1024
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# The deadline of the fetch running in this thread (monotonic seconds), read by
-# the dialer and the socket streams so that no single connect or read can wait
-# past it, whatever the per-phase timeouts say.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "rasd_http_deadline", default=None
-)
-
-
-class HttpRetriableError(RetriableError):
-    """A transient HTTP failure; ``retry_after`` is the server's hint in seconds."""
-
-    def __init__(
-        self,
-        reason: str,
-        detail: str = "",
-        *,
-        retry_after: float | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-        self.retry_after = retry_after
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -117,184 +81,6 @@ class FetchResult:
     content_type: str | None
     charset: str | None
     elapsed: float
-
-
-# --------------------------------------------------------------------------- addresses
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64_PREFIX:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def is_public_address(ip: IPAddress) -> bool:
-    """True if ``ip`` is a globally routable unicast address (IPv4 inside IPv6 checked too)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        # ::ffff:a.b.c.d is dialled as a.b.c.d: its verdict is the IPv4 one.
-        if ip.ipv4_mapped is not None:
-            return is_public_address(ip.ipv4_mapped)
-        # Other IPv4-carrying forms (6to4, Teredo, NAT64) may reach the
-        # embedded address through a relay, so both must be public.
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None and not is_public_address(embedded):
-            return False
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE:
-        return False
-    # is_global alone lets some multicast through, hence the explicit flags.
-    return ip.is_global and not (
-        ip.is_multicast
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_unspecified
-        or ip.is_reserved
-    )
-
-
-def _literal_ip(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def check_address(host: str, port: int, *, allow_private: bool = False) -> list[str]:
-    """Resolve ``host`` and return its addresses, all of which must be public.
-
-    Raises ``PermanentError("blocked_address")`` if any address is not public
-    (a host that resolves to both kinds is refused outright: legitimate sites
-    do not), and :class:`HttpRetriableError` (``dns_failure``) if resolution
-    fails. A non-existent host is classified retriable on purpose: resolvers
-    report outages and NXDOMAIN through the same error codes often enough that
-    a permanent verdict would drop articles during a DNS hiccup; the poller's
-    failure backoff and dead-feed detection deal with hosts that stay gone.
-    """
-    literal = _literal_ip(host)
-    if literal is not None:
-        if not allow_private and not is_public_address(literal):
-            raise PermanentError("blocked_address", f"{host} is not a public address")
-        return [str(literal)]
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise HttpRetriableError("dns_failure", f"{host}: {exc}") from exc
-    addresses: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        ip = _literal_ip(address)
-        if ip is None:  # pragma: no cover - getaddrinfo returns numeric addresses
-            continue
-        if not allow_private and not is_public_address(ip):
-            raise PermanentError("blocked_address", f"{host} resolves to {address}")
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise HttpRetriableError("dns_failure", f"{host}: no address")
-    return addresses
-
-
-# --------------------------------------------------------------------------- dialer
-
-
-def _clamp(timeout: float | None) -> float | None:
-    deadline = _DEADLINE.get()
-    if deadline is None:
-        return timeout
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise httpcore.ReadTimeout("total deadline exceeded")
-    return remaining if timeout is None else min(timeout, remaining)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every read and write ends by the fetch's deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _clamp(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamp(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname, _clamp(timeout))
-        return _DeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> object:
-        return self._inner.get_extra_info(info)
-
-
-class _PublicOnlyBackend(httpcore.NetworkBackend):
-    """Dials only addresses that passed :func:`check_address`, and exactly those.
-
-    Resolving and checking here, on the very addresses the socket connects to,
-    is what closes the DNS-rebinding gap: there is no second lookup.
-    """
-
-    def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        last: httpcore.ConnectError | None = None
-        for address in check_address(host, port, allow_private=self._allow_private):
-            try:
-                stream = self._inner.connect_tcp(
-                    address, port, _clamp(timeout), local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:  # try the host's next address
-                last = exc
-                continue
-            return _DeadlineStream(stream)
-        assert last is not None
-        raise last
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise PermanentError("bad_scheme", "unix sockets are never dialled")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class _PinnedTransport(httpx.HTTPTransport):
-    def __init__(self, allow_private: bool) -> None:
-        super().__init__(trust_env=False)
-        # httpx has no option for the network backend, so replace the pool it
-        # built with the same one dialling through our guarded backend.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=_PublicOnlyBackend(allow_private),
-        )
 
 
 # --------------------------------------------------------------------------- bodies
@@ -413,7 +199,7 @@ class GuardedClient:
     def _ensure_client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
-                transport=self._transport or _PinnedTransport(self.allow_private_networks),
+                transport=self._transport or PinnedTransport(self.allow_private_networks),
                 follow_redirects=False,
                 trust_env=False,  # an env proxy would be dialled instead of the checked host
                 timeout=httpx.Timeout(
@@ -448,7 +234,7 @@ class GuardedClient:
         comes back as a result with empty ``content``.
         """
         started = time.monotonic()
-        token = _DEADLINE.set(started + self.timeout)
+        token = DEADLINE.set(started + self.timeout)
         try:
             try:
                 result = self._fetch(url, headers or {}, accept, started)
@@ -460,7 +246,7 @@ class GuardedClient:
             self._count(exc.reason)
             raise
         finally:
-            _DEADLINE.reset(token)
+            DEADLINE.reset(token)
         self._count("ok" if result.status != 304 else "not_modified")
         return result
 
@@ -490,7 +276,7 @@ class GuardedClient:
         if self._transport is None:
             # Literal addresses are refused here already; names are resolved and
             # checked by the dialer, on the addresses it connects to.
-            if _literal_ip(host) is not None:
+            if literal_ip(host) is not None:
                 check_address(host, parsed.port or 0, allow_private=self.allow_private_networks)
         elif not self.allow_private_networks:
             port = parsed.port or (443 if parsed.scheme == "https" else 80)

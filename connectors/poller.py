@@ -63,7 +63,8 @@ from .politeness import HostPoliteness
 
 log = logging.getLogger(__name__)
 
-_FEED_ACCEPT = (
+#: The Accept header of a feed fetch.
+FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
 # Channel-level hints sit before the first item; 16 KiB is plenty and keeps
@@ -106,6 +107,11 @@ def feed_hints(body: bytes) -> float | None:
             freq.group(1).decode("ascii") if freq else None,
         ),
     )
+
+
+def unparsable_reason(content: bytes, exc: PermanentError) -> str:
+    """Why a document is no feed: ``html_not_feed`` for a web page, else the parser's reason."""
+    return "html_not_feed" if _HTML.match(content[:4096]) else exc.reason
 
 
 def failure_reason(exc: Exception) -> str:
@@ -188,7 +194,7 @@ class FeedPoller:
             if state.last_modified:
                 headers["If-Modified-Since"] = state.last_modified
         try:
-            page = self.politeness.fetch(self.http, feed.url, headers=headers, accept=_FEED_ACCEPT)
+            page = self.politeness.fetch(self.http, feed.url, headers=headers, accept=FEED_ACCEPT)
         except (PermanentError, RetriableError) as exc:
             return self._failed(feed, state, failure_reason(exc), exc)
         now_dt = self.clock()
@@ -218,7 +224,7 @@ class FeedPoller:
                 now=now_dt,
             )
         except PermanentError as exc:
-            reason = "html_not_feed" if _HTML.match(page.content[:4096]) else exc.reason
+            reason = unparsable_reason(page.content, exc)
             # Keep the hash unset so a fixed document is parsed at once.
             return self._failed(feed, state, reason, exc, status=page.status)
         if not parsed.items:
@@ -424,87 +430,3 @@ class FeedScheduler:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self.poller.state.save()
-
-
-@dataclass(frozen=True)
-class FeedCheck:
-    """What the poller sees in one feed document (``rasd feeds check``)."""
-
-    source: str
-    status: int | None
-    content_type: str | None
-    etag: str | None
-    last_modified: str | None
-    cache_control: str | None
-    hint: float | None
-    encoding: str | None
-    bozo_reason: str | None
-    entries_total: int
-    entries_without_link: int
-    items: list[tuple[str, str, str | None]]  # title, url, published (UTC ISO)
-    error: str | None = None
-
-
-def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
-    """Fetch (http(s) URL) or read (file path) one feed and parse it like the poller."""
-    headers: dict[str, str] = {}
-    status: int | None = None
-    content_type: str | None = None
-    fetched_url = source
-    try:
-        if source.startswith(("http://", "https://")):
-            page = http.fetch(source, accept=_FEED_ACCEPT)
-            headers, status, content_type, fetched_url = (
-                page.headers,
-                page.status,
-                page.headers.get("content-type"),
-                page.final_url,
-            )
-            content = page.content
-        else:
-            from pathlib import Path
-
-            content = Path(source).read_bytes()
-            fetched_url = "https://feed.invalid/"
-    except (PermanentError, RetriableError, OSError) as exc:
-        return FeedCheck(
-            source, status, None, None, None, None, None, None, None, 0, 0, [], str(exc)
-        )
-    base = dict(
-        source=source,
-        status=status,
-        content_type=content_type,
-        etag=headers.get("etag"),
-        last_modified=headers.get("last-modified"),
-        cache_control=headers.get("cache-control"),
-        hint=hint_seconds(max_age_seconds(headers.get("cache-control")), feed_hints(content)),
-    )
-    feed = Feed(url=fetched_url, name="check", outlet="check", country="intl")
-    try:
-        parsed = parse_feed(
-            content, feed, fetched_url=fetched_url, content_type=content_type,
-            namespace="check", now=now,
-        )  # fmt: skip
-    except PermanentError as exc:
-        reason = "html_not_feed" if _HTML.match(content[:4096]) else exc.reason
-        return FeedCheck(
-            **base,  # type: ignore[arg-type]
-            encoding=None,
-            bozo_reason=None,
-            entries_total=0,
-            entries_without_link=0,
-            items=[],
-            error=f"{reason}: {exc.detail}",
-        )
-    items = [
-        (i.title, i.url, i.published_at.isoformat() if i.published_at else None)
-        for i in parsed.items
-    ]
-    return FeedCheck(
-        **base,  # type: ignore[arg-type]
-        encoding=parsed.encoding,
-        bozo_reason=parsed.bozo_reason,
-        entries_total=parsed.entries_total,
-        entries_without_link=parsed.entries_without_link,
-        items=items,
-    )

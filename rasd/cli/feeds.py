@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from connectors.feed_check import check_feed
 from connectors.feed_shards import KafkaFeedStateStore
 from connectors.http import GuardedClient
 from connectors.kafka import Producer, Topics
-from connectors.poller import check_feed
 from pipeline.errors import RasdError
 from pipeline.feeds import Feed, load_feeds
 from pipeline.schedule import FeedState, ScheduleBounds, items_per_day
@@ -46,7 +46,7 @@ def feeds_check(
         out.print(f"[red]{'error':>14}:[/] {escape(check.error)}", highlight=False)
         raise typer.Exit(1)
     table = Table("published (UTC)", "title", "url")
-    for title, url, published in check.items[:limit]:
+    for title, url, published in (check.items or [])[:limit]:
         table.add_row(published or "-", escape(title), escape(url))
     out.print(table)
 

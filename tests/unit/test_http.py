@@ -22,12 +22,8 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from connectors.http import (
-    FetchResult,
-    GuardedClient,
-    HttpRetriableError,
-    is_public_address,
-)
+from connectors.dialer import is_public_address
+from connectors.http import FetchResult, GuardedClient, HttpRetriableError
 from pipeline.errors import PermanentError
 
 UA = "rasd-test/0.1 (+https://example.org/rasd)"
@@ -498,7 +494,7 @@ def test_redirect_to_a_private_name_through_the_real_dialer(
     c = GuardedClient(UA)
     # Let the first hop reach the local server, and only that one.
     monkeypatch.setattr(
-        "connectors.http.is_public_address",
+        "connectors.dialer.is_public_address",
         lambda ip: str(ip) == "127.0.0.1" or is_public_address(ip),
     )
     with c, pytest.raises(PermanentError) as err:
