@@ -79,6 +79,29 @@ class WriteReport:
     failed: list[tuple[EnrichedArticle, PermanentError]] = field(default_factory=list)
 
 
+def _bulk_failure(ok: bool, info: dict[str, Any]) -> PermanentError | str | None:
+    """How one bulk item failed: None (it did not), a PermanentError for its article
+    alone, or a line saying why the whole batch must be tried again."""
+    if ok:
+        return None
+    status = int(info.get("status", 0))
+    if "exception" in info:
+        # The whole request failed (bad credentials, a proxy, a 413): the
+        # helper reports it on every item; no article is at fault.
+        return f"{info['_id']}: request failed: {info['exception']!r}"
+    if (
+        status == 429
+        or status >= 500
+        or status == 0
+        # A write block is temporary: `rasd index migrate` is moving the month.
+        or "cluster_block_exception" in json.dumps(info.get("error"))
+    ):
+        return f"{info['_id']}: {status} {info.get('error')}"
+    error = info.get("error") or {}
+    reason = error.get("type", f"http_{status}") if isinstance(error, dict) else f"http_{status}"
+    return PermanentError(f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000])
+
+
 class ElasticStore:
     """The articles alias ``<ns>-articles`` and the alerts index ``<ns>-alerts``."""
 
@@ -384,37 +407,13 @@ class ElasticStore:
             ):
                 info = next(iter(item.values()))
                 article = by_id[info["_id"]]
-                status = int(info.get("status", 0))
-                if not ok and "exception" in info:
-                    # The whole request failed (bad credentials, a proxy, a 413): the
-                    # helper reports it on every item; no article is at fault.
-                    retriable.append(f"{info['_id']}: request failed: {info['exception']!r}")
-                    continue
-                if ok:
+                failure = _bulk_failure(ok, info)
+                if failure is None:
                     report.written.append(article)
-                elif (
-                    status == 429
-                    or status >= 500
-                    or status == 0
-                    # A write block is temporary: `rasd index migrate` is moving the month.
-                    or "cluster_block_exception" in json.dumps(info.get("error"))
-                ):
-                    retriable.append(f"{info['_id']}: {status} {info.get('error')}")
+                elif isinstance(failure, PermanentError):
+                    report.failed.append((article, failure))
                 else:
-                    error = info.get("error") or {}
-                    reason = (
-                        error.get("type", f"http_{status}")
-                        if isinstance(error, dict)
-                        else f"http_{status}"
-                    )
-                    report.failed.append(
-                        (
-                            article,
-                            PermanentError(
-                                f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000]
-                            ),
-                        )
-                    )
+                    retriable.append(failure)
         except TransportError as exc:
             raise RetriableError(f"Elasticsearch unreachable: {exc}") from exc
         if retriable:

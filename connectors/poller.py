@@ -55,7 +55,7 @@ from pipeline.schedule import (
 )
 
 from .feed_state import FeedStateStore
-from .feedparse import parse_feed
+from .feedparse import FeedParse, parse_feed
 from .http import GuardedClient, HttpRetriableError
 from .kafka import Producer
 from .metrics import Stats
@@ -230,7 +230,15 @@ class FeedPoller:
         if not parsed.items:
             state = replace(state, body_hash=body_hash)
             return self._failed(feed, state, "empty_feed", None, status=page.status)
+        return self._publish(
+            feed, replace(state, body_hash=body_hash), parsed, now, hint, page.status
+        )
 
+    def _publish(
+        self, feed: Feed, state: FeedState, parsed: FeedParse, now: float, hint: float | None,
+        status: int,
+    ) -> PollResult:  # fmt: skip
+        """Send the feed's new items, remember every listed one, count and log the poll."""
         seen = dict(state.seen)
         new = [item for item in parsed.items if item.id not in seen]
         for item in new:
@@ -245,7 +253,7 @@ class FeedPoller:
         times = tuple(
             min(item.published_at.timestamp(), now) if item.published_at else now for item in new
         )
-        state = replace(state, seen=seen, body_hash=body_hash)
+        state = replace(state, seen=seen)
         self.stats.inc("poll", "items", len(new))
         if parsed.bozo:
             self.stats.inc("poll", "feed_bozo")
@@ -259,15 +267,9 @@ class FeedPoller:
             self.stats.inc("poll", "entries_without_link", parsed.entries_without_link)
         log.info("feed %s: %d entries, %d new", feed.url, len(parsed.items), len(new))
         outcome = "new" if new else "no_new"
-        self._succeeded(feed, state, now, outcome, hint, page.status, times)
+        self._succeeded(feed, state, now, outcome, hint, status, times)
         return PollResult(
-            feed,
-            True,
-            len(parsed.items),
-            len(new),
-            parsed.bozo,
-            outcome=outcome,
-            status=page.status,
+            feed, True, len(parsed.items), len(new), parsed.bozo, outcome=outcome, status=status
         )
 
     def _succeeded(

@@ -272,36 +272,14 @@ class RuleMatcher:
         hits: list[RuleHit] = []
         for idx in sorted(seen):
             rule, got = self.rules[idx], seen[idx]
-            if got["none"]:
-                continue
-            if rule.any and not got["any"]:
-                continue
-            if len(got["all"]) < len(rule.all):
+            fires = not got["none"] and (not rule.any or got["any"])
+            if not fires or len(got["all"]) < len(rule.all):
                 continue
             if outlet is not None and not rule.accepts_source(
                 outlet, feed_name or "", language or ""
             ):
                 continue
-            reported: set[tuple[str, int, int, str]] = set()
-            for _, written, o in sorted(
-                occurrences[idx], key=lambda x: (x[2].field != "title", x[2].start, -x[2].end)
-            ):
-                key = (o.field, o.start, o.end, written)
-                if key in reported:
-                    continue
-                reported.add(key)
-                hits.append(
-                    RuleHit(
-                        rule.id,
-                        rule.name,
-                        written,
-                        o.surface,
-                        o.field,
-                        o.start,
-                        o.end,
-                        rule.severity,
-                    )
-                )
+            hits.extend(_hits_of(rule, occurrences[idx]))
         return hits
 
     def _scan(self, field: str, text: str, found: dict[int, list[_Occurrence]]) -> None:
@@ -329,3 +307,21 @@ class RuleMatcher:
                 last = first + len(self._variants[vid].words) - 1
                 start, end = tokens[first].start, tokens[last].end
                 found[vid].append(_Occurrence(field, start, end, text[start:end]))
+
+
+def _hits_of(rule: Rule, occurrences: list[tuple[int, str, _Occurrence]]) -> list[RuleHit]:
+    """One hit per place and term of a rule that fired, title first, then by position."""
+    hits: list[RuleHit] = []
+    reported: set[tuple[str, int, int, str]] = set()
+    for _, written, o in sorted(
+        occurrences, key=lambda x: (x[2].field != "title", x[2].start, -x[2].end)
+    ):
+        key = (o.field, o.start, o.end, written)
+        if key not in reported:
+            reported.add(key)
+            hits.append(
+                RuleHit(
+                    rule.id, rule.name, written, o.surface, o.field, o.start, o.end, rule.severity
+                )
+            )
+    return hits

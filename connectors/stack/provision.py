@@ -242,18 +242,7 @@ def install_plugin(
     if (es_home / "modules" / "analysis-common").exists():
         raise StackError("refusing to install the rasd plugin next to analysis-common")
 
-    jdks = find_jdks(java_home)
-    with_javac = pick(jdks, ES_MIN_JAVA, need_javac=True)
-    if compiler == "javac" or (compiler == "auto" and with_javac is not None):
-        if with_javac is None or with_javac.javac is None:
-            raise StackError(f"no JDK >= {ES_MIN_JAVA} with javac was found")
-        command = [str(with_javac.javac), "--release", str(ES_MIN_JAVA)]
-    else:
-        # ecj's --release needs the JDK's ct.sym, which a bare runtime lacks; -21 compiles
-        # against the running runtime's own modules, which are Java >= 21 already.
-        runtime = java_for_elasticsearch(cache_dir, java_home)
-        command = [*_ecj_command(cache_dir, runtime, progress), f"-{ES_MIN_JAVA}"]
-
+    command = _compiler_command(cache_dir, java_home, progress, compiler)
     build = cache_dir / "build" / "plugin"
     if build.exists():
         shutil.rmtree(build)
@@ -273,28 +262,47 @@ def install_plugin(
         raise StackError("the analysis plugin did not compile", (proc.stdout + proc.stderr)[-3000:])
 
     for spec in PLUGINS:
-        plugin_dir = plugins / spec.name
-        if plugin_dir.exists():
-            shutil.rmtree(plugin_dir)
-        plugin_dir.mkdir(parents=True)
-        with zipfile.ZipFile(
-            plugin_dir / f"{spec.name}-{ES_VERSION}.jar", "w", zipfile.ZIP_DEFLATED
-        ) as zf:
-            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
-            for path in sorted((classes / spec.package).rglob("*.class")):
-                zf.write(path, path.relative_to(classes).as_posix())
-        (plugin_dir / "plugin-descriptor.properties").write_text(
-            "\n".join(
-                [
-                    f"description={spec.description}",
-                    f"version={ES_VERSION}",
-                    f"name={spec.name}",
-                    f"classname={spec.classname}",
-                    f"java.version={ES_MIN_JAVA}",
-                    f"elasticsearch.version={ES_VERSION}",
-                    "",
-                ]
-            )
-        )
-        (plugin_dir / _MARKER).write_text(digest)
+        _package(spec, plugins / spec.name, classes, digest)
     return plugins
+
+
+def _compiler_command(
+    cache_dir: Path, java_home: Path | None, progress: Progress, compiler: str
+) -> list[str]:
+    """javac of a JDK >= ES_MIN_JAVA, or the Eclipse compiler, as ``compiler`` asks."""
+    with_javac = pick(find_jdks(java_home), ES_MIN_JAVA, need_javac=True)
+    if compiler == "javac" or (compiler == "auto" and with_javac is not None):
+        if with_javac is None or with_javac.javac is None:
+            raise StackError(f"no JDK >= {ES_MIN_JAVA} with javac was found")
+        return [str(with_javac.javac), "--release", str(ES_MIN_JAVA)]
+    # ecj's --release needs the JDK's ct.sym, which a bare runtime lacks; -21 compiles
+    # against the running runtime's own modules, which are Java >= 21 already.
+    runtime = java_for_elasticsearch(cache_dir, java_home)
+    return [*_ecj_command(cache_dir, runtime, progress), f"-{ES_MIN_JAVA}"]
+
+
+def _package(spec: PluginSpec, plugin_dir: Path, classes: Path, digest: str) -> None:
+    """One plugin's jar and descriptor from the compiled classes, and its marker."""
+    if plugin_dir.exists():
+        shutil.rmtree(plugin_dir)
+    plugin_dir.mkdir(parents=True)
+    with zipfile.ZipFile(
+        plugin_dir / f"{spec.name}-{ES_VERSION}.jar", "w", zipfile.ZIP_DEFLATED
+    ) as zf:
+        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+        for path in sorted((classes / spec.package).rglob("*.class")):
+            zf.write(path, path.relative_to(classes).as_posix())
+    (plugin_dir / "plugin-descriptor.properties").write_text(
+        "\n".join(
+            [
+                f"description={spec.description}",
+                f"version={ES_VERSION}",
+                f"name={spec.name}",
+                f"classname={spec.classname}",
+                f"java.version={ES_MIN_JAVA}",
+                f"elasticsearch.version={ES_VERSION}",
+                "",
+            ]
+        )
+    )
+    (plugin_dir / _MARKER).write_text(digest)
