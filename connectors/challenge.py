@@ -99,5 +99,5 @@ def challenge_marker(body: bytes) -> str | None:
         return "Cloudflare challenge script"
     widget = next((w for w in _CAPTCHA_WIDGETS if w in lowered_head), None)
     if widget is not None and len(_LINK.findall(head)) < FEW_LINKS:
-        return f"captcha ({widget.decode('ascii')}) on a page without content"
+        return f"a captcha ({widget.decode('ascii')}) and almost no links"
     return None

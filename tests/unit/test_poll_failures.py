@@ -133,7 +133,7 @@ def test_the_feed_itself_is_never_a_challenge(rig: Rig) -> None:
     ("body", "marker"),
     [
         (b"<title>\n  Just a&nbsp;moment&hellip;\n</title>", "title 'Just a moment\u2026'"),
-        (b"<html><head><title>x</title></head><body><div class='cf-turnstile'></div>", "captcha"),
+        (b"<html><head><title>x</title></head><body><div class='cf-turnstile'></div>", "a captcha"),
         (b"<script src='/cdn-cgi/challenge-platform/scripts/jsd/main.js'></script>", None),
         (b"<p>" + b"<a href='/x'>x</a>" * 10 + b"<div class='h-captcha'></div>", None),
         (b"<title>" + "خبر عن التحقق من الهوية".encode() + b"</title>", None),
