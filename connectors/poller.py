@@ -7,16 +7,20 @@ Each poll reads the feed's :class:`~pipeline.schedule.FeedState` from a
 answer 304, or keep their validators, for changed content. A 200 whose body
 hashes the same as last time is not parsed again (the "same hash" outcome).
 One broken feed never stops the others: every failure is classified by reason
-(``http_404``, ``http_503``, ``timeout``, ``dns``, ``tls``,
-``too_many_redirects``, ``html_not_feed``, ``empty_feed``,
-``malformed_feed``…), counted, recorded in the feed's state with a weighted
-backoff, and returned as a :class:`PollResult`; nothing raises out of
-:meth:`FeedPoller.poll`. Only items not in the feed's seen-set go downstream;
-the seen-set keeps an id while the feed still lists it, then for
-``seen_ttl`` seconds, and never more than ``seen_max`` ids. Server hints for
-the next poll come from ``Retry-After``, ``Cache-Control: max-age``, RSS
-``<ttl>`` and ``sy:updatePeriod``, which are read from the raw bytes here so
-that the parser needs no extra hook.
+(``http_404``, ``http_403``, ``http_503``, ``timeout``, ``dns``, ``tls``,
+``too_many_redirects``, ``challenge_page``, ``html_not_feed``, ``empty_feed``,
+``malformed_feed``…) by :func:`poll_failure`, which ``rasd feeds check``
+(:func:`check_feed`) shares, then counted, recorded in the feed's state with a
+weighted backoff, and returned as a :class:`PollResult`; nothing raises out of
+:meth:`FeedPoller.poll`. A bot-protection page (:mod:`connectors.challenge`) is
+``challenge_page`` whatever its status (403, 503 or 200), so that it is told
+apart from a plain 403 and from a site's ordinary HTML served instead of a
+feed. Only items not in the feed's seen-set go downstream; the seen-set keeps
+an id while the feed still lists it, then for ``seen_ttl`` seconds, and never
+more than ``seen_max`` ids. Server hints for the next poll come from
+``Retry-After``, ``Cache-Control: max-age``, RSS ``<ttl>`` and
+``sy:updatePeriod``, which are read from the raw bytes here so that the parser
+needs no extra hook.
 
 :class:`FeedScheduler` runs one APScheduler 3 job per feed and re-arms it after
 every poll at the interval :func:`pipeline.schedule.next_interval` chose.
@@ -31,7 +35,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -53,9 +57,10 @@ from pipeline.schedule import (
     wants_unconditional,
 )
 
+from .challenge import challenge_marker
 from .feed_state import FeedStateStore
 from .feedparse import parse_feed
-from .http import GuardedClient, HttpRetriableError
+from .http import GuardedClient, HttpRetriableError, HttpStatusError
 from .kafka import KafkaSink
 from .metrics import Stats
 from .politeness import HostPoliteness
@@ -75,6 +80,8 @@ _HTML: Final = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b",
 _DNS_HINTS: Final = ("name or service not known", "nodename nor servname", "getaddrinfo",
                      "temporary failure in name resolution", "no address associated")  # fmt: skip
 _TLS_HINTS: Final = ("ssl", "certificate", "tls")
+#: The reason of a bot-protection page (see connectors.challenge).
+CHALLENGE_PAGE: Final = "challenge_page"
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,15 @@ class PollResult:
     status: int | None = None
 
 
+_EMPTY_BODY: Final = "the response has an empty body"
+
+
+def _no_entries(listed: int) -> str:
+    if listed:
+        return f"none of its {listed} entries has a usable link"
+    return "the feed lists no entries"
+
+
 def feed_hints(body: bytes) -> float | None:
     """Seconds the feed itself asks between polls (``<ttl>`` minutes, ``sy:update*``)."""
     head = body[:_HEAD]
@@ -107,19 +123,50 @@ def feed_hints(body: bytes) -> float | None:
     )
 
 
-def failure_reason(exc: Exception) -> str:
-    """A short, countable name for why a fetch failed."""
+def _challenge(body: bytes, status: int | None, where: str = "") -> tuple[str, str] | None:
+    marker = challenge_marker(body) if body else None
+    if marker is None:
+        return None
+    code = f"HTTP {status}, " if status is not None else ""
+    return CHALLENGE_PAGE, f"{code}a bot-protection page ({marker}), not the feed{where}"
+
+
+def poll_failure(
+    exc: Exception, document: bytes | None = None, status: int | None = None
+) -> tuple[str, str]:
+    """Why a poll failed: a short, countable reason and a one-line detail.
+
+    The poller (counters, feed state, backoff weight) and ``rasd feeds check``
+    both classify through here. Without ``document``, ``exc`` is the fetch's
+    own failure, and an error response whose body is a bot-protection page is
+    ``challenge_page``. With ``document``, the fetch worked (``status``) and
+    ``exc`` is why that body is not a feed: ``challenge_page``, then
+    ``html_not_feed`` for any other HTML page, else the parser's reason.
+    """
+    if document is not None:
+        challenge = _challenge(document, status)
+        if challenge is not None:
+            return challenge
+        if _HTML.match(document[:4096]):
+            return "html_not_feed", "an HTML page, not RSS or Atom"
+        if isinstance(exc, PermanentError):
+            return exc.reason, exc.detail
+        return "malformed_feed", str(exc)
+    if isinstance(exc, HttpStatusError | HttpRetriableError):
+        challenge = _challenge(exc.body, exc.status, f": {exc.detail}" if exc.detail else "")
+        if challenge is not None:
+            return challenge
     if isinstance(exc, PermanentError):
-        return exc.reason
+        return exc.reason, exc.detail
     if isinstance(exc, HttpRetriableError):
         if exc.reason == "connection_error":
             text = exc.detail.lower()
             if any(hint in text for hint in _DNS_HINTS):
-                return "dns"
+                return "dns", exc.detail
             if any(hint in text for hint in _TLS_HINTS):
-                return "tls"
-        return exc.reason
-    return "retriable"
+                return "tls", exc.detail
+        return exc.reason, exc.detail
+    return "retriable", str(exc)
 
 
 class FeedPoller:
@@ -175,7 +222,7 @@ class FeedPoller:
                 return self._poll(feed)
             except Exception as exc:  # a bug must not stop the scheduler's job
                 log.exception("feed %s: unexpected error", feed.url)
-                return self._failed(feed, self.state.get(feed.url), "bug", exc)
+                return self._failed(feed, self.state.get(feed.url), "bug", str(exc), exc)
 
     def _poll(self, feed: Feed) -> PollResult:
         state = self.state.get(feed.url)
@@ -189,7 +236,7 @@ class FeedPoller:
         try:
             page = self.politeness.fetch(self.http, feed.url, headers=headers, accept=_FEED_ACCEPT)
         except (PermanentError, RetriableError) as exc:
-            return self._failed(feed, state, failure_reason(exc), exc)
+            return self._failed(feed, state, *poll_failure(exc), exc)
         now_dt = self.clock()
         now = now_dt.timestamp()
         state = replace(
@@ -206,7 +253,7 @@ class FeedPoller:
         if body_hash == state.body_hash:
             return self._succeeded(feed, state, now, "same_hash", hint, page.status)
         if not page.content.strip():
-            return self._failed(feed, state, "empty_feed", None, status=page.status)
+            return self._failed(feed, state, "empty_feed", _EMPTY_BODY, status=page.status)
         try:
             parsed = parse_feed(
                 page.content,
@@ -217,12 +264,13 @@ class FeedPoller:
                 now=now_dt,
             )
         except PermanentError as exc:
-            reason = "html_not_feed" if _HTML.match(page.content[:4096]) else exc.reason
+            reason, detail = poll_failure(exc, page.content, page.status)
             # Keep the hash unset so a fixed document is parsed at once.
-            return self._failed(feed, state, reason, exc, status=page.status)
+            return self._failed(feed, state, reason, detail, exc, status=page.status)
         if not parsed.items:
             state = replace(state, body_hash=body_hash)
-            return self._failed(feed, state, "empty_feed", None, status=page.status)
+            detail = _no_entries(parsed.entries_total)
+            return self._failed(feed, state, "empty_feed", detail, status=page.status)
 
         seen = dict(state.seen)
         new = [item for item in parsed.items if item.id not in seen]
@@ -292,11 +340,11 @@ class FeedPoller:
         feed: Feed,
         state: FeedState,
         reason: str,
-        exc: Exception | None,
+        detail: str,
+        exc: Exception | None = None,
         status: int | None = None,
     ) -> PollResult:
         retry_after = exc.retry_after if isinstance(exc, HttpRetriableError) else None
-        detail = str(exc) if exc is not None else reason
         state = record_failure(
             state,
             self.clock().timestamp(),
@@ -313,9 +361,10 @@ class FeedPoller:
         if state.dead:
             self.stats.inc("poll", "feed_dead")
         log.warning("feed %s failed (%s): %s", feed.url, reason, detail)
-        if isinstance(exc, HttpRetriableError) and exc.status is not None:
+        if isinstance(exc, HttpRetriableError | HttpStatusError) and exc.status is not None:
             status = exc.status
-        return PollResult(feed, False, error=detail, outcome=reason, status=status)
+        error = f"{reason}: {detail}" if detail else reason
+        return PollResult(feed, False, error=error, outcome=reason, status=status)
 
     def poll_all(self, feeds: Sequence[Feed], concurrency: int = 8) -> list[PollResult]:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
@@ -425,25 +474,42 @@ class FeedScheduler:
 
 @dataclass(frozen=True)
 class FeedCheck:
-    """What the poller sees in one feed document (``rasd feeds check``)."""
+    """What the poller sees in one feed document (``rasd feeds check``).
+
+    ``reason`` is the poller's own name for the failure (:func:`poll_failure`)
+    and ``detail`` says more; both are None when the poller would take the
+    feed's entries.
+    """
 
     source: str
     status: int | None
-    content_type: str | None
-    etag: str | None
-    last_modified: str | None
-    cache_control: str | None
-    hint: float | None
-    encoding: str | None
-    bozo_reason: str | None
-    entries_total: int
-    entries_without_link: int
-    items: list[tuple[str, str, str | None]]  # title, url, published (UTC ISO)
-    error: str | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    cache_control: str | None = None
+    hint: float | None = None
+    encoding: str | None = None
+    bozo_reason: str | None = None
+    entries_total: int = 0
+    entries_without_link: int = 0
+    items: list[tuple[str, str, str | None]] = field(default_factory=list)  # title, url, UTC ISO
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """``reason: detail``, as the poller logs it; None if the feed is fine."""
+        if self.reason is None:
+            return None
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+def _failing(check: FeedCheck, reason: str, detail: str) -> FeedCheck:
+    return replace(check, reason=reason, detail=detail)
 
 
 def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
-    """Fetch (http(s) URL) or read (file path) one feed and parse it like the poller."""
+    """Fetch (http(s) URL) or read (file path) one feed and judge it like the poller."""
     headers: dict[str, str] = {}
     status: int | None = None
     content_type: str | None = None
@@ -463,11 +529,12 @@ def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
 
             content = Path(source).read_bytes()
             fetched_url = "https://feed.invalid/"
-    except (PermanentError, RetriableError, OSError) as exc:
-        return FeedCheck(
-            source, status, None, None, None, None, None, None, None, 0, 0, [], str(exc)
-        )
-    base = dict(
+    except (PermanentError, RetriableError) as exc:
+        code = exc.status if isinstance(exc, HttpStatusError | HttpRetriableError) else None
+        return _failing(FeedCheck(source, code), *poll_failure(exc))
+    except OSError as exc:
+        return _failing(FeedCheck(source, None), "unreadable_file", str(exc))
+    base = FeedCheck(
         source=source,
         status=status,
         content_type=content_type,
@@ -476,6 +543,8 @@ def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
         cache_control=headers.get("cache-control"),
         hint=hint_seconds(max_age_seconds(headers.get("cache-control")), feed_hints(content)),
     )
+    if not content.strip():
+        return _failing(base, "empty_feed", _EMPTY_BODY)
     feed = Feed(url=fetched_url, name="check", outlet="check", country="intl")
     try:
         parsed = parse_feed(
@@ -483,25 +552,19 @@ def check_feed(http: GuardedClient, source: str, now: datetime) -> FeedCheck:
             namespace="check", now=now,
         )  # fmt: skip
     except PermanentError as exc:
-        reason = "html_not_feed" if _HTML.match(content[:4096]) else exc.reason
-        return FeedCheck(
-            **base,  # type: ignore[arg-type]
-            encoding=None,
-            bozo_reason=None,
-            entries_total=0,
-            entries_without_link=0,
-            items=[],
-            error=f"{reason}: {exc.detail}",
-        )
+        return _failing(base, *poll_failure(exc, content, status))
     items = [
         (i.title, i.url, i.published_at.isoformat() if i.published_at else None)
         for i in parsed.items
     ]
-    return FeedCheck(
-        **base,  # type: ignore[arg-type]
+    checked = replace(
+        base,
         encoding=parsed.encoding,
         bozo_reason=parsed.bozo_reason,
         entries_total=parsed.entries_total,
         entries_without_link=parsed.entries_without_link,
         items=items,
     )
+    if not items:
+        return _failing(checked, "empty_feed", _no_entries(parsed.entries_total))
+    return checked
