@@ -1,4 +1,4 @@
-"""Precision and recall of the near-duplicate verdict on the labelled pairs (issue 6).
+"""Precision and recall of the near-duplicate verdict on the labelled pairs.
 
 Reads ``tests/fixtures/dedupe/*.yaml`` and, for each threshold of a sweep,
 prints the precision and recall of two verdicts:

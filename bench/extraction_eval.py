@@ -1,4 +1,4 @@
-"""Extraction quality and speed on real Arabic news pages (issue 5).
+"""Extraction quality and speed on real Arabic news pages.
 
 Scores every page that has a hand gold in ``../shared/corpus/articles`` (read in
 place, never copied) and, separately, the held-back pages we wrote ourselves in

@@ -50,7 +50,11 @@ DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 class HttpRetriableError(RetriableError):
-    """A transient HTTP failure; ``retry_after`` is the server's hint in seconds."""
+    """A transient HTTP failure; ``retry_after`` is the server's hint in seconds.
+
+    ``body`` is the start of the response's body when there was a response (a
+    429 or 5xx), else empty.
+    """
 
     def __init__(
         self,
@@ -59,12 +63,14 @@ class HttpRetriableError(RetriableError):
         *,
         retry_after: float | None = None,
         status: int | None = None,
+        body: bytes = b"",
     ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.retry_after = retry_after
         self.status = status
+        self.body = body
 
 
 # --------------------------------------------------------------------------- addresses

@@ -1,30 +1,33 @@
 """The one guarded HTTP client through which rasd fetches feeds and article pages.
 
-Every URL rasd fetches comes from someone else's feed, so :class:`GuardedClient`
-is the pipeline's attack surface and treats each URL as hostile: only http and
-https; the host is resolved and every address must be public (no loopback,
-private, link-local such as 169.254.169.254, 100.64/10, unspecified, multicast
-or reserved ranges, including IPv4 embedded in IPv6) unless
-``allow_private_networks`` is set; redirects are followed by hand, at most
-``max_redirects``, each hop checked again and never from https down to http;
-the body is streamed and decompressed here, with a bounded output size, so a
-gzip bomb is aborted after ``max_bytes`` with bounded memory; and a total
+Every URL rasd fetches comes from someone else's feed, so
+:class:`GuardedClient` is the pipeline's attack surface and treats each URL as
+hostile: only http and https; the host is resolved and every address must be
+public (no loopback, private, link-local such as 169.254.169.254, 100.64/10,
+unspecified, multicast or reserved ranges, including IPv4 embedded in IPv6)
+unless ``allow_private_networks`` is set; redirects are followed by hand, at
+most ``max_redirects``, each hop checked again and never from https down to
+http; the body is streamed and decompressed here, with a bounded output size,
+so a gzip bomb is aborted after ``max_bytes`` with bounded memory; and a total
 deadline bounds the whole fetch, however slowly the server drips. Failures are
 the two named kinds of :mod:`pipeline.errors`: :class:`HttpRetriableError`
 (timeouts, connection and DNS errors, 408, 429, 5xx, with ``Retry-After``) and
 ``PermanentError(reason)`` (``bad_scheme``, ``bad_url``, ``blocked_address``,
-``too_many_redirects``, ``redirect_downgrade``, ``too_large``, ``bad_encoding``,
-``http_<status>``). Every fetch's outcome (``ok``, ``not_modified`` or the
-error's reason) is counted (:meth:`GuardedClient.outcomes`) and reported to an
-optional ``on_outcome`` hook, which the pipeline points at its counters, so a
-refused address or an aborted bomb is a number in ``rasd run``'s summary.
-With the default transport the address check runs inside the connection
-dialer, on the addresses it is about to connect to, so there is no
-DNS-rebinding gap between check and connect (Miniflux's design). A caller
-that injects its own ``transport`` (tests, a mock) gets the same check done
-once before each hop; that path has the usual resolve-then-connect gap, since
-we do not control how that transport connects. The bytes are decoded to text
-by :func:`pipeline.text.decode_body`, whose first input is the HTTP ``charset``
+``too_many_redirects``, ``redirect_downgrade``, ``too_large``,
+``bad_encoding``, and :class:`HttpStatusError` for other 4xx,
+``http_<status>``). An error response keeps the first ``error_body_bytes`` of
+its body (``body``), so that a caller can tell a bot-protection page from a
+plain 403. Every fetch's outcome (``ok``, ``not_modified`` or the error's
+reason) is counted (:meth:`GuardedClient.outcomes`) and reported to an optional
+``on_outcome`` hook, which the pipeline points at its counters, so a refused
+address or an aborted bomb is a number in ``rasd run``'s summary. With the
+default transport the address check runs inside the connection dialer, on the
+addresses it is about to connect to, so there is no DNS-rebinding gap between
+check and connect (Miniflux's design). A caller that injects its own
+``transport`` (tests, a mock) gets the same check done once before each hop;
+that path has the usual resolve-then-connect gap, since we do not control how
+that transport connects. The bytes are decoded to text by
+:func:`pipeline.text.decode_body`, whose first input is the HTTP ``charset``
 that :class:`FetchResult` carries.
 """
 
@@ -49,9 +52,11 @@ from .dialer import DEADLINE, HttpRetriableError, PinnedTransport, check_address
 
 __all__ = [
     "DEFAULT_ACCEPT",
+    "ERROR_BODY_BYTES",
     "FetchResult",
     "GuardedClient",
     "HttpRetriableError",
+    "HttpStatusError",
 ]
 
 DEFAULT_ACCEPT: Final = (
@@ -67,6 +72,18 @@ _ACCEPT_ENCODING: Final = "gzip, deflate"
 # Host must match the URL we checked.
 _RESERVED_HEADERS: Final = frozenset({"accept-encoding", "host", "user-agent"})
 _CHUNK: Final = 64 * 1024
+#: How much of an error response's body is kept: enough for the title and the
+#: scripts of a bot-protection page, which sit near the top.
+ERROR_BODY_BYTES: Final = 64 * 1024
+
+
+class HttpStatusError(PermanentError):
+    """A final 4xx response (``http_<status>``); ``body`` is the start of its body."""
+
+    def __init__(self, status: int, detail: str = "", *, body: bytes = b"") -> None:
+        super().__init__(f"http_{status}", detail)
+        self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,7 @@ class GuardedClient:
         max_redirects: int = 5,
         transport: httpx.BaseTransport | None = None,
         on_outcome: Callable[[str], None] | None = None,
+        error_body_bytes: int = ERROR_BODY_BYTES,
     ) -> None:
         if not user_agent.strip():
             raise ValueError("a User-Agent is required: servers must know who is fetching")
@@ -178,6 +196,7 @@ class GuardedClient:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_redirects = max_redirects
+        self.error_body_bytes = error_body_bytes
         self._transport = transport
         # Every fetch ends in one outcome, "ok" or the error's reason
         # ("blocked_address", "too_large", "timeout"…): counted here, and
@@ -340,9 +359,10 @@ class GuardedClient:
                 str(final),
                 retry_after=_parse_retry_after(response.headers.get("retry-after")),
                 status=status,
+                body=self._error_body(response, started),
             )
         if status != 304 and not 200 <= status < 300:
-            raise PermanentError(f"http_{status}", str(final))
+            raise HttpStatusError(status, str(final), body=self._error_body(response, started))
         headers = {k.lower(): v for k, v in response.headers.items()}
         content_type, charset = _content_type(headers.get("content-type"))
         content = b"" if status == 304 else self._read_body(response, started)
@@ -356,6 +376,28 @@ class GuardedClient:
             charset=charset,
             elapsed=time.monotonic() - started,
         )
+
+    def _error_body(self, response: httpx.Response, started: float) -> bytes:
+        """The start of an error response's body, or what arrived of it; never raises.
+
+        The status already decides the error, so a body that is cut short,
+        badly encoded or late is kept as far as it came, and never replaces
+        the status with another failure.
+        """
+        limit = self.error_body_bytes
+        body = bytearray()
+        if limit <= 0:
+            return b""
+        coding = response.headers.get("content-encoding", "").strip().lower()
+        try:
+            for chunk in _decoded(response.iter_raw(_CHUNK), coding, limit):
+                body += chunk
+                if len(body) >= limit:
+                    break
+                self._remaining(started)
+        except (httpx.HTTPError, PermanentError, HttpRetriableError):
+            pass
+        return bytes(body[:limit])
 
     def _read_body(self, response: httpx.Response, started: float) -> bytes:
         coding = response.headers.get("content-encoding", "").strip().lower()

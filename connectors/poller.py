@@ -7,16 +7,20 @@ Each poll reads the feed's :class:`~pipeline.schedule.FeedState` from a
 answer 304, or keep their validators, for changed content. A 200 whose body
 hashes the same as last time is not parsed again (the "same hash" outcome).
 One broken feed never stops the others: every failure is classified by reason
-(``http_404``, ``http_503``, ``timeout``, ``dns``, ``tls``,
-``too_many_redirects``, ``html_not_feed``, ``empty_feed``,
-``malformed_feed``…), counted, recorded in the feed's state with a weighted
-backoff, and returned as a :class:`PollResult`; nothing raises out of
-:meth:`FeedPoller.poll`. Only items not in the feed's seen-set go downstream;
-the seen-set keeps an id while the feed still lists it, then for
-``seen_ttl`` seconds, and never more than ``seen_max`` ids. Server hints for
-the next poll come from ``Retry-After``, ``Cache-Control: max-age``, RSS
-``<ttl>`` and ``sy:updatePeriod``, which are read from the raw bytes here so
-that the parser needs no extra hook.
+(``http_404``, ``http_403``, ``http_503``, ``timeout``, ``dns``, ``tls``,
+``too_many_redirects``, ``challenge_page``, ``html_not_feed``, ``empty_feed``,
+``malformed_feed``…) by :func:`poll_failure`, which ``rasd feeds check``
+(:func:`connectors.feed_check.check_feed`) shares, then counted, recorded in the feed's state with a
+weighted backoff, and returned as a :class:`PollResult`; nothing raises out of
+:meth:`FeedPoller.poll`. A bot-protection page (:mod:`connectors.challenge`) is
+``challenge_page`` whatever its status (403, 503 or 200), so that it is told
+apart from a plain 403 and from a site's ordinary HTML served instead of a
+feed. Only items not in the feed's seen-set go downstream; the seen-set keeps
+an id while the feed still lists it, then for ``seen_ttl`` seconds, and never
+more than ``seen_max`` ids. Server hints for the next poll come from
+``Retry-After``, ``Cache-Control: max-age``, RSS ``<ttl>`` and
+``sy:updatePeriod``, which are read from the raw bytes here so that the parser
+needs no extra hook.
 
 :class:`FeedScheduler` runs one APScheduler 3 job per feed and re-arms it after
 every poll at the interval :func:`pipeline.schedule.next_interval` chose.
@@ -54,9 +58,10 @@ from pipeline.schedule import (
     wants_unconditional,
 )
 
+from .challenge import challenge_marker
 from .feed_state import FeedStateStore
 from .feedparse import FeedParse, parse_feed
-from .http import GuardedClient, HttpRetriableError
+from .http import GuardedClient, HttpRetriableError, HttpStatusError
 from .kafka import Producer
 from .metrics import Stats
 from .politeness import HostPoliteness
@@ -77,6 +82,8 @@ _HTML: Final = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b",
 _DNS_HINTS: Final = ("name or service not known", "nodename nor servname", "getaddrinfo",
                      "temporary failure in name resolution", "no address associated")  # fmt: skip
 _TLS_HINTS: Final = ("ssl", "certificate", "tls")
+#: The reason of a bot-protection page (see connectors.challenge).
+CHALLENGE_PAGE: Final = "challenge_page"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,17 @@ class PollResult:
     status: int | None = None
 
 
+#: The detail of an ``empty_feed`` whose body is empty.
+EMPTY_BODY: Final = "the response has an empty body"
+
+
+def no_entries(listed: int) -> str:
+    """The detail of an ``empty_feed`` that lists ``listed`` entries, none usable."""
+    if listed:
+        return f"none of its {listed} entries has a usable link"
+    return "the feed lists no entries"
+
+
 def feed_hints(body: bytes) -> float | None:
     """Seconds the feed itself asks between polls (``<ttl>`` minutes, ``sy:update*``)."""
     head = body[:_HEAD]
@@ -109,24 +127,50 @@ def feed_hints(body: bytes) -> float | None:
     )
 
 
-def unparsable_reason(content: bytes, exc: PermanentError) -> str:
-    """Why a document is no feed: ``html_not_feed`` for a web page, else the parser's reason."""
-    return "html_not_feed" if _HTML.match(content[:4096]) else exc.reason
+def _challenge(body: bytes, status: int | None, where: str = "") -> tuple[str, str] | None:
+    marker = challenge_marker(body) if body else None
+    if marker is None:
+        return None
+    code = f"HTTP {status}, " if status is not None else ""
+    return CHALLENGE_PAGE, f"{code}a bot-protection page ({marker}), not the feed{where}"
 
 
-def failure_reason(exc: Exception) -> str:
-    """A short, countable name for why a fetch failed."""
+def poll_failure(
+    exc: Exception, document: bytes | None = None, status: int | None = None
+) -> tuple[str, str]:
+    """Why a poll failed: a short, countable reason and a one-line detail.
+
+    The poller (counters, feed state, backoff weight) and ``rasd feeds check``
+    both classify through here. Without ``document``, ``exc`` is the fetch's
+    own failure, and an error response whose body is a bot-protection page is
+    ``challenge_page``. With ``document``, the fetch worked (``status``) and
+    ``exc`` is why that body is not a feed: ``challenge_page``, then
+    ``html_not_feed`` for any other HTML page, else the parser's reason.
+    """
+    if document is not None:
+        challenge = _challenge(document, status)
+        if challenge is not None:
+            return challenge
+        if _HTML.match(document[:4096]):
+            return "html_not_feed", "an HTML page, not RSS or Atom"
+        if isinstance(exc, PermanentError):
+            return exc.reason, exc.detail
+        return "malformed_feed", str(exc)
+    if isinstance(exc, HttpStatusError | HttpRetriableError):
+        challenge = _challenge(exc.body, exc.status, f": {exc.detail}" if exc.detail else "")
+        if challenge is not None:
+            return challenge
     if isinstance(exc, PermanentError):
-        return exc.reason
+        return exc.reason, exc.detail
     if isinstance(exc, HttpRetriableError):
         if exc.reason == "connection_error":
             text = exc.detail.lower()
             if any(hint in text for hint in _DNS_HINTS):
-                return "dns"
+                return "dns", exc.detail
             if any(hint in text for hint in _TLS_HINTS):
-                return "tls"
-        return exc.reason
-    return "retriable"
+                return "tls", exc.detail
+        return exc.reason, exc.detail
+    return "retriable", str(exc)
 
 
 class FeedPoller:
@@ -182,7 +226,7 @@ class FeedPoller:
                 return self._poll(feed)
             except Exception as exc:  # a bug must not stop the scheduler's job
                 log.exception("feed %s: unexpected error", feed.url)
-                return self._failed(feed, self.state.get(feed.url), "bug", exc)
+                return self._failed(feed, self.state.get(feed.url), "bug", str(exc), exc)
 
     def _poll(self, feed: Feed) -> PollResult:
         state = self.state.get(feed.url)
@@ -196,7 +240,7 @@ class FeedPoller:
         try:
             page = self.politeness.fetch(self.http, feed.url, headers=headers, accept=FEED_ACCEPT)
         except (PermanentError, RetriableError) as exc:
-            return self._failed(feed, state, failure_reason(exc), exc)
+            return self._failed(feed, state, *poll_failure(exc), exc)
         now_dt = self.clock()
         now = now_dt.timestamp()
         state = replace(
@@ -213,7 +257,7 @@ class FeedPoller:
         if body_hash == state.body_hash:
             return self._succeeded(feed, state, now, "same_hash", hint, page.status)
         if not page.content.strip():
-            return self._failed(feed, state, "empty_feed", None, status=page.status)
+            return self._failed(feed, state, "empty_feed", EMPTY_BODY, status=page.status)
         try:
             parsed = parse_feed(
                 page.content,
@@ -224,15 +268,15 @@ class FeedPoller:
                 now=now_dt,
             )
         except PermanentError as exc:
-            reason = unparsable_reason(page.content, exc)
+            reason, detail = poll_failure(exc, page.content, page.status)
             # Keep the hash unset so a fixed document is parsed at once.
-            return self._failed(feed, state, reason, exc, status=page.status)
+            return self._failed(feed, state, reason, detail, exc, status=page.status)
         if not parsed.items:
             state = replace(state, body_hash=body_hash)
-            return self._failed(feed, state, "empty_feed", None, status=page.status)
-        return self._publish(
-            feed, replace(state, body_hash=body_hash), parsed, now, hint, page.status
-        )
+            detail = no_entries(parsed.entries_total)
+            return self._failed(feed, state, "empty_feed", detail, status=page.status)
+        state = replace(state, body_hash=body_hash)
+        return self._publish(feed, state, parsed, now, hint, page.status)
 
     def _publish(
         self, feed: Feed, state: FeedState, parsed: FeedParse, now: float, hint: float | None,
@@ -307,26 +351,24 @@ class FeedPoller:
         feed: Feed,
         state: FeedState,
         reason: str,
-        exc: Exception | None,
+        detail: str,
+        exc: Exception | None = None,
         status: int | None = None,
     ) -> PollResult:
         retry_after = exc.retry_after if isinstance(exc, HttpRetriableError) else None
-        detail = str(exc) if exc is not None else reason
         update = functools.partial(
             record_failure, reason=reason, detail=detail, retry_after=retry_after
         )
-        counters = (
-            "feed_failed",
-            f"feed_failed:{reason}",
-            f"feed_failed_{classify_failure(reason)}",
-        )
+        kind = classify_failure(reason)
+        counters = ("feed_failed", f"feed_failed:{reason}", f"feed_failed_{kind}")
         state = self._keep(feed, state, self.clock().timestamp(), update, *counters)
         if state.dead:
             self.stats.inc("poll", "feed_dead")
         log.warning("feed %s failed (%s): %s", feed.url, reason, detail)
-        if isinstance(exc, HttpRetriableError) and exc.status is not None:
+        if isinstance(exc, HttpRetriableError | HttpStatusError) and exc.status is not None:
             status = exc.status
-        return PollResult(feed, False, error=detail, outcome=reason, status=status)
+        error = f"{reason}: {detail}" if detail else reason
+        return PollResult(feed, False, error=error, outcome=reason, status=status)
 
     def poll_all(self, feeds: Sequence[Feed], concurrency: int = 8) -> list[PollResult]:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:

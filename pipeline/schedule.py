@@ -37,10 +37,13 @@ __all__ = [
 ]
 
 # Severity of a failure reason: "hard" means the URL is probably wrong (404,
-# 410, not a feed), "soft" a broken but live server, "temporary" the network.
+# 410, not a feed) or the server refuses rasd until someone changes something
+# (401, 403, a bot-protection page, which rasd cannot pass: it runs no
+# JavaScript and solves no captcha, so retrying soon only adds load); "soft" a
+# broken but live server; "temporary" the network.
 _HARD: Final = frozenset(
-    {"http_404", "http_410", "http_401", "http_403", "bad_url", "bad_scheme", "not_a_feed",
-     "malformed_feed", "html_not_feed", "blocked_address", "redirect_downgrade"}
+    {"http_404", "http_410", "http_401", "http_403", "challenge_page", "bad_url", "bad_scheme",
+     "not_a_feed", "malformed_feed", "html_not_feed", "blocked_address", "redirect_downgrade"}
 )  # fmt: skip
 _TEMPORARY: Final = frozenset(
     {"timeout", "connection_error", "dns", "http_429", "http_503", "host_paused"}

@@ -28,7 +28,11 @@ def feeds_check(
     source: Annotated[str, typer.Argument(help="A feed URL, or a feed file to parse.")],
     limit: Annotated[int, typer.Option(help="Entries to list.")] = 20,
 ) -> None:
-    """What the poller sees in one feed: entries, encoding, validators, bozo reason."""
+    """What the poller sees in one feed: entries, encoding, validators, bozo reason.
+
+    A feed the poller would count as failed exits 1 with the poller's reason
+    (http_403, challenge_page, html_not_feed, empty_feed, ...) and its detail.
+    """
     settings = settings_from()
     with GuardedClient(
         settings.user_agent, allow_private_networks=settings.allow_private_networks
@@ -42,11 +46,12 @@ def feeds_check(
         ("entries", f"{check.entries_total} ({check.entries_without_link} without a usable link)"),
     ):  # fmt: skip
         out.print(f"{label:>14}: {escape(str(value))}", highlight=False)
-    if check.error:
-        out.print(f"[red]{'error':>14}:[/] {escape(check.error)}", highlight=False)
+    if check.reason:
+        out.print(f"[red]{'failed':>14}:[/] {escape(check.reason)}", highlight=False)
+        out.print(f"{'detail':>14}: {escape(check.detail or '-')}", highlight=False)
         raise typer.Exit(1)
     table = Table("published (UTC)", "title", "url")
-    for title, url, published in (check.items or [])[:limit]:
+    for title, url, published in check.items[:limit]:
         table.add_row(published or "-", escape(title), escape(url))
     out.print(table)
 

@@ -5,8 +5,8 @@ the setup scripts in ``docker/`` and ``docs/deploy.md`` cannot be run here, so
 these tests check what can be checked statically: the files parse, every
 ``rasd ...`` command they run is a real command of the CLI (a renamed command
 fails here), every ``${VAR}`` is documented, the image versions agree with each
-other, with the Python client and with ``rasd stack``, and no secret is written
-in them.
+other, with the Python client and with ``rasd stack``, no secret is written
+in them, and ``docs/deploy.md`` names every service where it lists them.
 """
 
 from __future__ import annotations
@@ -570,3 +570,34 @@ def test_rasd_commands_in_the_deploy_doc_are_real() -> None:
     assert calls, "docs/deploy.md shows no rasd command"
     for args in calls:
         assert_real_command(args, "docs/deploy.md")
+
+
+def deploy_doc_section(title: str) -> str:
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.DOTALL | re.MULTILINE)
+    assert match, f"docs/deploy.md has no section {title!r}"
+    return match.group(1)
+
+
+def test_the_deploy_doc_lists_every_service() -> None:
+    rows = [line for line in deploy_doc_section("What runs").splitlines() if line.startswith("|")]
+    listed = {name for row in rows[2:] for name in re.findall(r"`([\w-]+)`", row.split("|")[1])}
+    assert listed == set(services()), f"What runs: {sorted(listed ^ set(services()))}"
+
+
+def test_the_config_mount_example_covers_every_rasd_service() -> None:
+    section = deploy_doc_section("Feeds, rules and the index template")
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    example = yaml.safe_load(block)
+    rasd_image = services()["setup"]["image"]
+    expected = {name for name, s in services().items() if s.get("image") == rasd_image}
+    assert "kibana-setup" in expected and "deliver" in expected
+    assert set(example["services"]) == expected
+    for service in example["services"].values():
+        assert service["volumes"] == ["./config:/app/config:ro"]
+
+
+def test_the_deploy_doc_does_not_limit_the_poller_to_one() -> None:
+    text = " ".join(DEPLOY_DOC.read_text(encoding="utf-8").split())
+    assert "RASD_POLLER_REPLICAS" in text
+    assert not re.search(r"exactly one `?poller", text, re.IGNORECASE)

@@ -47,6 +47,21 @@ def test_shipped_feed_catalogue_is_valid_and_large_enough() -> None:
     assert len({canonicalize_url(f.url) for f in feeds}) == len(feeds)
 
 
+def test_every_feed_mark_is_one_the_header_explains() -> None:
+    # An entry's comments come right after its url line: "weak: ..." or "note: ...".
+    lines = FEEDS_FILE.read_text(encoding="utf-8").splitlines()
+    header = lines[: lines.index("feeds:")]
+    assert any("# weak: ..." in line for line in header)
+    assert any("# note: ..." in line for line in header)
+    marks = []
+    for i, line in enumerate(lines):
+        if line.startswith("  - url: ") and lines[i + 1].lstrip().startswith("#"):
+            marks.append(lines[i + 1].strip())
+    assert marks, "no entry carries a mark"
+    bad = [m for m in marks if not m.startswith(("# weak: ", "# note: "))]
+    assert not bad, f"marks the header does not explain: {bad}"
+
+
 def test_shipped_rules_are_valid_and_behave() -> None:
     rules = load_rules(RULES_FILE)
     ids = {r.id for r in rules}

@@ -1,4 +1,4 @@
-"""The labelled near-duplicate set is well formed and covers what issue 6 asks for.
+"""The labelled near-duplicate set is well formed and covers what the dedupe evaluation needs.
 
 The measured precision and recall are printed by ``bench/dedupe_eval.py``; this
 test checks the set itself, and that the chosen threshold gets every labelled

@@ -23,7 +23,13 @@ import httpx
 import pytest
 
 from connectors.dialer import is_public_address
-from connectors.http import FetchResult, GuardedClient, HttpRetriableError
+from connectors.http import (
+    ERROR_BODY_BYTES,
+    FetchResult,
+    GuardedClient,
+    HttpRetriableError,
+    HttpStatusError,
+)
 from pipeline.errors import PermanentError
 
 UA = "rasd-test/0.1 (+https://example.org/rasd)"
@@ -134,6 +140,13 @@ Handler.routes["/missing"] = lambda h: h.reply(404, b"gone")
 Handler.routes["/busy"] = lambda h: h.reply(503, b"busy", Retry_After="7")
 Handler.routes["/throttled"] = lambda h: h.reply(429, b"slow down")
 Handler.routes["/big"] = lambda h: h.reply(200, b"x" * 2_000_000)
+Handler.routes["/forbidden-page"] = lambda h: h.reply(403, b"<title>no</title>" + b"x" * 200_000)
+Handler.routes["/forbidden-gzip"] = lambda h: h.reply(
+    403, gzip.compress(ARABIC * 100), Content_Encoding="gzip"
+)
+Handler.routes["/forbidden-bad-gzip"] = lambda h: h.reply(
+    403, b"not gzip at all", Content_Encoding="gzip"
+)
 
 
 @route("/cond")
@@ -282,6 +295,27 @@ def test_503_is_retriable_with_retry_after(base: str) -> None:
         c.fetch(f"{base}/busy")
     assert err.value.status == 503
     assert err.value.retry_after == 7.0
+
+
+def test_an_error_keeps_the_start_of_its_body(base: str) -> None:
+    with client(error_body_bytes=1000) as c:
+        with pytest.raises(HttpStatusError) as err:
+            c.fetch(f"{base}/forbidden-page")
+        assert (err.value.reason, err.value.status) == ("http_403", 403)
+        assert err.value.body == (b"<title>no</title>" + b"x" * 200_000)[:1000]
+        with pytest.raises(HttpStatusError) as err:
+            c.fetch(f"{base}/forbidden-gzip")
+        assert err.value.body == (ARABIC * 100)[:1000]
+        # A body that cannot be decoded leaves the status as the error.
+        with pytest.raises(HttpStatusError) as err:
+            c.fetch(f"{base}/forbidden-bad-gzip")
+        assert (err.value.reason, err.value.body) == ("http_403", b"")
+        with pytest.raises(HttpRetriableError) as retriable:
+            c.fetch(f"{base}/busy")
+        assert retriable.value.body == b"busy"
+    with client() as c, pytest.raises(HttpStatusError) as err:
+        c.fetch(f"{base}/forbidden-page")
+    assert len(err.value.body) == ERROR_BODY_BYTES
 
 
 def test_429_is_retriable(base: str) -> None:

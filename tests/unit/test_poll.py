@@ -1,6 +1,6 @@
 """The poller against a local server that plays what real feed servers do.
 
-Each route of :class:`FeedServer` is one behaviour from issue 4 (304 flows and
+Each route of :class:`FeedServer` is one behaviour a real feed server shows (304 flows and
 lying validators, Retry-After, 429/500, timeouts and a slow drip, redirect
 chains and loops, gzip, windows-1256 without a charset, a wrong charset, a BOM,
 bozo XML, HTML instead of a feed, empty feeds, Atom relative links, a 500-item

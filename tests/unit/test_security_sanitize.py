@@ -1,4 +1,4 @@
-"""No markup, event handler or javascript: URL reaches Elasticsearch (issue 5).
+"""No markup, event handler or javascript: URL reaches Elasticsearch.
 
 A hostile feed and a hostile page, written here and in
 ``tests/fixtures/extract/articles/hb-levant-wire-0001.html``, carry ``<script>``

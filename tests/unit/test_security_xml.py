@@ -1,4 +1,4 @@
-"""XML hardening of feed parsing: entity bombs and external entities (issue 5).
+"""XML hardening of feed parsing: entity bombs and external entities.
 
 Each hostile feed is written here. The proofs are not timings: a bomb must be
 refused before anything is expanded (the parse allocates far less memory than
