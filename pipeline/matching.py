@@ -1,13 +1,5 @@
 """The Arabic-aware matcher that runs the watch rules (:mod:`pipeline.rules`) on the stream.
 
-A :class:`Rule` fires on an article when any of its ``any`` terms occurs (or
-``any`` is empty), every ``all`` term occurs, and no ``none`` term occurs, in
-the rule's ``fields`` (title and body by default), and the article passes the
-rule's ``sources`` and ``languages`` filters. A term is a string or a mapping
-``{term, aliases, mode}``; its aliases (other scripts, other spellings: قانون
-قيصر / Caesar Act / قانون سيزر) count as the same term. A multi-word term is a
-phrase: its words must be adjacent tokens separated only by whitespace (or one
-hyphen, as in al-Saleh).
 Matching compares :func:`pipeline.arabic.tokenize` tokens with ة folded on both
 sides (see :mod:`pipeline.arabic`). Modes: ``exact`` (the words as written),
 ``clitics`` (the default: before the first word an optional conjunction و ف,
