@@ -15,13 +15,20 @@ RUN groupadd --system --gid 10001 rasd \
  && useradd --system --uid 10001 --gid rasd --create-home --home-dir /home/rasd \
         --shell /usr/sbin/nologin rasd
 
-# Only what the package needs to build; no dev or test extras.
+# Exactly the runtime lock (hashes checked, nothing resolved: --no-deps), then
+# rasd itself without dependencies, as scripts/smoke does; no dev or test
+# extras. pip must be at least 23.3 (see README, "Installing").
 WORKDIR /src
+COPY requirements/runtime.txt ./requirements/runtime.txt
+RUN python -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (23, 3))' \
+ || { echo "error: pip >= 23.3 is needed" >&2; exit 1; }
+RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY connectors ./connectors
 COPY rasd ./rasd
-RUN pip install . \
+RUN pip install --no-deps . \
+ && pip check \
  && rm -rf /src
 
 # Data files read at run time. Installed with pip, the package no longer sits

@@ -154,10 +154,13 @@ class KafkaService:
         if not (self.data / "meta.properties").is_file():
             cluster_file = self.dir / "cluster-id"
             if not cluster_file.is_file():
-                # Kafka's own Uuid format: 16 random bytes, URL-safe base64, no padding.
-                cluster_file.write_text(
-                    base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-                )
+                # Kafka's own Uuid format: 16 random bytes, URL-safe base64, no padding;
+                # like Kafka's Uuid.randomUuid, never one starting with "-", which
+                # kafka-storage would read as an option.
+                cluster_id = "-"
+                while cluster_id.startswith("-"):
+                    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+                cluster_file.write_text(cluster_id)
             fmt = subprocess.run(
                 self._java(
                     jdk,
