@@ -136,9 +136,7 @@ def run(verbose: bool) -> dict[str, Score]:
     articles, queries = load()
     namespace = f"bench-search-eval-{uuid.uuid4().hex[:8]}"
     store = ElasticStore.from_settings(Settings(), namespace)
-    fallback = ElasticStore.from_settings(
-        Settings(es_fold_filter=False), f"{namespace}-fallback"
-    )
+    fallback = ElasticStore.from_settings(Settings(es_fold_filter=False), f"{namespace}-fallback")
     stock = f"{namespace}-stock-arabic"
     names = ("rasd", "query_string", "rasd --stem", "fallback", "fallback qs", "stock arabic")
     scores = {name: Score() for name in names}

@@ -53,7 +53,11 @@ CLITICS_FILTER = "rasd_arabic_clitics"
 def _clitics_filter(fold_filter: bool) -> dict[str, Any]:
     """The ``rasd_arabic_clitics`` definition, or its stock stand-in without the plugin."""
     if not fold_filter:
-        return {"type": "pattern_capture", "preserve_original": True, "patterns": [es_clitic_pattern()]}
+        return {
+            "type": "pattern_capture",
+            "preserve_original": True,
+            "patterns": [es_clitic_pattern()],
+        }
     return {
         "type": CLITICS_FILTER,
         "min_base_length": CLITIC_MIN_BASE,
@@ -461,7 +465,14 @@ class ElasticStore:
             highlight={
                 "fields": {
                     f: {"fragment_size": 160, "number_of_fragments": 1}
-                    for f in ("body.clitics", "body.exact", "body", "title.clitics", "title.exact", "title")
+                    for f in (
+                        "body.clitics",
+                        "body.exact",
+                        "body",
+                        "title.clitics",
+                        "title.exact",
+                        "title",
+                    )
                 },
                 "pre_tags": ["<em>"],
                 "post_tags": ["</em>"],

@@ -37,7 +37,6 @@ INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 LIST_COLUMNS = ("title", "outlet", "url", "matched_rules")
 
 
-
 class KibanaError(RasdError):
     """Kibana refused the import, or did not come up in time."""
 

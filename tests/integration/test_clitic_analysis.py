@@ -76,7 +76,11 @@ def test_stock_fallback_strips_the_plain_chains(es: Any, stock_index: str) -> No
     assert positions(es, stock_index, "وقيصر بالقيصر قيصرية")[0] == ["وقيصر", "قيصر"]
     assert positions(es, stock_index, "بالقيصر")[0] == ["بالقيصر", "قيصر"]
     assert positions(es, stock_index, "القيصرية") == [["القيصريه", "قيصريه"]]
-    assert positions(es, stock_index, "وزير لبنان ولبنان") == [["وزير"], ["لبنان"], ["ولبنان", "لبنان"]]
+    assert positions(es, stock_index, "وزير لبنان ولبنان") == [
+        ["وزير"],
+        ["لبنان"],
+        ["ولبنان", "لبنان"],
+    ]
 
 
 def test_stock_fallback_differs_where_the_guard_needs_the_whole_word(

@@ -76,7 +76,9 @@ def test_precise_query_names_the_clitic_fields_of_a_title_rule() -> None:
         {"id": "t", "name": "t", "fields": ["title"], "any": ["قانون قيصر", "سيزر"]}
     )
     assert rule_kql(rule, precise=True) == '(title.clitics:("قانون قيصر") or title.clitics:(سيزر))'
-    exact = Rule.model_validate({"id": "e", "name": "e", "any": [{"term": "قيصر", "mode": "exact"}]})
+    exact = Rule.model_validate(
+        {"id": "e", "name": "e", "any": [{"term": "قيصر", "mode": "exact"}]}
+    )
     assert rule_kql(exact, precise=True) == '(title.exact:("قيصر") or body.exact:("قيصر"))'
 
 
