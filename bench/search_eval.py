@@ -6,8 +6,15 @@ expects them to find), indexes it into a fresh namespace on the local stack
 through ``ElasticStore`` and the real template, and runs every query three ways
 in the same run:
 
-* ``rasd``: ``rasd search``'s default, precise query (``.exact`` fields, proclitics);
+* ``rasd``: ``rasd search``'s default, precise query (the ``.clitics`` fields,
+  whose analyzer puts each word's proclitic-free base at its position);
+* ``query_string``: the query sent as it is, the way Kibana's query bar sends
+  free text (``query_string`` with no field: ``index.query.default_field``);
 * ``rasd --stem``: the same query on the stemmed fields;
+* ``fallback`` and ``fallback qs``: the two above on an index made as a
+  plugin-less Elasticsearch gets it (``RASD_ES_FOLD_FILTER=false``: stock
+  ``persian_normalization`` and ``pattern_capture`` instead of the rasd-fold
+  filters);
 * ``stock arabic``: a throw-away index whose title and body use Elasticsearch's
   ``arabic`` analyzer, queried with a plain ``multi_match`` (operator ``and``,
   the query without its quotes).
@@ -117,22 +124,37 @@ def stock_index(store: ElasticStore, name: str, articles: list[dict[str, str]]) 
     es.indices.refresh(index=name)
 
 
+def filled(store: ElasticStore, namespace: str, articles: list[dict[str, str]]) -> None:
+    store.ensure(WHEN)
+    report = store.write([enriched(namespace, a) for a in articles])
+    if report.failed:
+        raise SystemExit(f"indexing failed: {report.failed[0][1]}")
+    store.client.indices.refresh(index=store.alias)
+
+
 def run(verbose: bool) -> dict[str, Score]:
     articles, queries = load()
-    namespace = f"t8-search-eval-{uuid.uuid4().hex[:8]}"
+    namespace = f"bench-search-eval-{uuid.uuid4().hex[:8]}"
     store = ElasticStore.from_settings(Settings(), namespace)
+    fallback = ElasticStore.from_settings(Settings(es_fold_filter=False), f"{namespace}-fallback")
     stock = f"{namespace}-stock-arabic"
-    scores = {"rasd": Score(), "rasd --stem": Score(), "stock arabic": Score()}
+    names = ("rasd", "query_string", "rasd --stem", "fallback", "fallback qs", "stock arabic")
+    scores = {name: Score() for name in names}
     try:
-        store.ensure(WHEN)
-        report = store.write([enriched(namespace, a) for a in articles])
-        if report.failed:
-            raise SystemExit(f"indexing failed: {report.failed[0][1]}")
-        store.client.indices.refresh(index=store.alias)
+        filled(store, namespace, articles)
+        filled(fallback, f"{namespace}-fallback", articles)
         stock_index(store, stock, articles)
 
-        def rasd(stem: bool) -> Callable[[str], list[str]]:
-            return lambda q: [h["_id"] for h in store.search(build_query(q, stem=stem), size=K)]
+        def rasd(on: ElasticStore, stem: bool) -> Callable[[str], list[str]]:
+            return lambda q: [h["_id"] for h in on.search(build_query(q, stem=stem), size=K)]
+
+        def kibana(on: ElasticStore) -> Callable[[str], list[str]]:
+            # Kibana's Lucene query bar: query_string with the text as typed, no field.
+            def search(q: str) -> list[str]:
+                query = {"query_string": {"query": q, "analyze_wildcard": True}}
+                return [h["_id"] for h in on.search(query, size=K)]
+
+            return search
 
         def stock_search(q: str) -> list[str]:
             response = store.client.search(
@@ -148,7 +170,14 @@ def run(verbose: bool) -> dict[str, Score]:
             )
             return [h["_id"] for h in response["hits"]["hits"]]
 
-        runners = {"rasd": rasd(False), "rasd --stem": rasd(True), "stock arabic": stock_search}
+        runners = {
+            "rasd": rasd(store, False),
+            "query_string": kibana(store),
+            "rasd --stem": rasd(store, True),
+            "fallback": rasd(fallback, False),
+            "fallback qs": kibana(fallback),
+            "stock arabic": stock_search,
+        }
         for q in queries:
             relevant = set(q["relevant"])
             for name, search in runners.items():
@@ -160,6 +189,8 @@ def run(verbose: bool) -> dict[str, Score]:
         store.client.indices.delete(index=stock, ignore_unavailable=True)
         store.delete_all()
         store.close()
+        fallback.delete_all()
+        fallback.close()
     return scores
 
 

@@ -24,6 +24,13 @@ from typing import Any
 from elasticsearch import ApiError, ConflictError, Elasticsearch, TransportError, helpers
 
 from connectors.alert_state import AlertStateIndex
+from pipeline.arabic import (
+    CLITIC_ARTICLE_NAMES,
+    CLITIC_EQUIVALENTS,
+    CLITIC_MIN_BASE,
+    CLITIC_PROTECTED,
+    es_clitic_pattern,
+)
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
 from pipeline.settings import Settings
@@ -39,6 +46,25 @@ _NOT_INDEXED = {"normalized_title", "normalized_body", "index_name", "rule_match
 #: The rasd-fold plugin's filter, and what stands in for it on a stock Elasticsearch.
 FOLD_FILTER = "rasd_arabic_fold"
 STOCK_FOLD = "persian_normalization"
+#: The rasd-fold plugin's proclitic filter; its word lists come from pipeline.arabic.
+CLITICS_FILTER = "rasd_arabic_clitics"
+
+
+def _clitics_filter(fold_filter: bool) -> dict[str, Any]:
+    """The ``rasd_arabic_clitics`` definition, or its stock stand-in without the plugin."""
+    if not fold_filter:
+        return {
+            "type": "pattern_capture",
+            "preserve_original": True,
+            "patterns": [es_clitic_pattern()],
+        }
+    return {
+        "type": CLITICS_FILTER,
+        "min_base_length": CLITIC_MIN_BASE,
+        "protected_words": sorted(CLITIC_PROTECTED - CLITIC_ARTICLE_NAMES),
+        "article_words": sorted(CLITIC_ARTICLE_NAMES),
+        "equivalents": [f"{k} => {v}" for k, v in sorted(CLITIC_EQUIVALENTS.items())],
+    }
 
 
 def load_template(
@@ -48,14 +74,20 @@ def load_template(
 
     With ``fold_filter=False`` (an Elasticsearch without the rasd-fold plugin)
     ``rasd_arabic_fold`` becomes ``persian_normalization``: ی and ک still fold,
-    but presentation forms, ٱ and the Urdu letters no longer do.
+    but presentation forms, ٱ and the Urdu letters no longer do, and
+    ``rasd_arabic_clitics`` becomes a stock ``pattern_capture`` filter (no
+    protected-word rule; ``bench/search_eval.py`` measures the difference).
+    The clitic filter's word lists are always filled in from
+    :mod:`pipeline.arabic`, so the index and the rules share them.
     """
     template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     template["index_patterns"] = [pattern]
     if alias is not None:
         template["template"]["aliases"] = {alias: {}}
+    analysis = template["template"].get("settings", {}).get("analysis", {})
+    if CLITICS_FILTER in analysis.get("filter", {}):
+        analysis["filter"][CLITICS_FILTER] = _clitics_filter(fold_filter)
     if not fold_filter:
-        analysis = template["template"].get("settings", {}).get("analysis", {})
         for kind in ("analyzer", "normalizer"):
             for chain in analysis.get(kind, {}).values():
                 chain["filter"] = [
@@ -433,7 +465,14 @@ class ElasticStore:
             highlight={
                 "fields": {
                     f: {"fragment_size": 160, "number_of_fragments": 1}
-                    for f in ("body.exact", "body", "title.exact", "title")
+                    for f in (
+                        "body.clitics",
+                        "body.exact",
+                        "body",
+                        "title.clitics",
+                        "title.exact",
+                        "title",
+                    )
                 },
                 "pre_tags": ["<em>"],
                 "post_tags": ["</em>"],

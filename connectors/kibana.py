@@ -7,15 +7,17 @@ two cannot drift. ``KibanaClient.import_ndjson`` puts them through Kibana's
 saved-objects API (``_import?overwrite=true``), waiting until Kibana is up.
 
 Every rule has two saved searches, the same choice as ``rasd search``: the
-precise one queries the unstemmed ``.exact`` fields with the proclitic
-spellings of each term's first word (قيصر, وقيصر, بقيصر, القيصر...: never
-قيصرية), the stemmed one queries the stemmed fields, for recall.
+precise one is a plain query, such as ``قيصر or سيزر`` or ``"قانون قيصر"``,
+written as an analyst would type it. Without a field name it searches the
+index's ``index.query.default_field``, the ``.clitics`` fields, whose analyzer
+finds وقيصر, بقيصر and القيصر but never قيصرية; a rule limited to the title
+names ``title.clitics``. The stemmed one queries the stemmed fields, for recall.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 
 from pipeline.errors import RasdError
-from pipeline.matching import clitic_spellings
+from pipeline.matching import stem_forms
 from pipeline.rules import Rule, Term, term_words
 
 DEFAULT_NAMESPACE = "rasd"
@@ -33,8 +35,6 @@ ARTICLES_VIEW = "rasd-articles"
 ALERTS_VIEW = "rasd-alerts"
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 LIST_COLUMNS = ("title", "outlet", "url", "matched_rules")
-
-_ARABIC = re.compile(r"[\u0600-\u06ff]")
 
 
 class KibanaError(RasdError):
@@ -60,25 +60,47 @@ def _kql_value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _spellings(term: Term, precise: bool) -> list[str]:
-    """The strings a saved search looks for to find ``term`` (all its aliases)."""
-    found: set[str] = set()
-    for spelling in term.spellings:
-        words = term_words(spelling)
-        if not words:
-            continue
-        if not precise or term.mode == "exact" or not _ARABIC.search(words[0]):
-            found.add(" ".join(words))
-            continue
-        rest = words[1:]
-        found.update(" ".join((first, *rest)) for first in clitic_spellings(words[0]))
-    return sorted(found)
+#: The fields that free text searches (the template's ``index.query.default_field``).
+DEFAULT_FIELDS = ("title", "body")
+_KQL_WORDS = {"and", "or", "not"}
+
+
+def _plain(words: tuple[str, ...]) -> str:
+    # One word bare (قيصر), a phrase quoted ("قانون قيصر"), as an analyst types them.
+    text = " ".join(words)
+    return text if len(words) == 1 and text.lower() not in _KQL_WORDS else _kql_value(text)
 
 
 def term_kql(term: Term, fields: Iterable[str], precise: bool) -> str:
-    """KQL finding ``term`` in any of ``fields`` (``.exact`` sub-fields when precise)."""
-    values = " or ".join(_kql_value(s) for s in _spellings(term, precise))
-    parts = [f"{f}.exact:({values})" if precise else f"{f}:({values})" for f in fields]
+    """KQL finding ``term`` in any of ``fields``.
+
+    Precise: plain free text on the default (``.clitics``) fields, or on the
+    ``.exact`` fields for a term in ``exact`` mode; ``prefix`` mode ends a
+    one-word term with ``*``, ``stem`` mode spells out its endings. Not
+    precise: the stemmed fields.
+    """
+    spellings = sorted({term_words(s) for s in term.spellings if term_words(s)})
+    if precise and term.mode == "stem":
+        # The precise fields strip no suffix, so the stem mode's endings are spelled out.
+        spellings = sorted(
+            {
+                tuple(combo)
+                for words in spellings
+                for combo in itertools.product(*(sorted(stem_forms(w)) for w in words))
+            }
+        )
+    fields = tuple(fields)
+    if precise and term.mode != "exact":
+        star = "*" if term.mode == "prefix" else ""
+        values = [(_plain(w) + star) if not star or len(w) == 1 else _plain(w) for w in spellings]
+        joined = " or ".join(values)
+        if set(fields) == set(DEFAULT_FIELDS):
+            return joined if len(values) == 1 else f"({joined})"
+        parts = [f"{f}.clitics:({joined})" for f in fields]
+    else:
+        joined = " or ".join(_kql_value(" ".join(w)) for w in spellings)
+        suffix = ".exact" if precise else ""
+        parts = [f"{f}{suffix}:({joined})" for f in fields]
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
@@ -264,7 +286,7 @@ def saved_objects(rules: Iterable[Rule]) -> list[dict[str, Any]]:
             _saved_search(
                 f"rasd-rule-{rule.id}",
                 f"rasd rule {rule.id}: {rule.name} (precise)",
-                "As precise as the alert: the .exact fields, with proclitics (و ب ل ال...) "
+                "As precise as the alert: a plain query on the clitic-aware default fields "
                 "but no suffixes.",
                 rule_kql(rule, precise=True),
             )

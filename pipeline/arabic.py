@@ -22,6 +22,13 @@ stay readable; the index analyzer folds ة itself (``arabic_normalization``).
 :func:`tokenize` splits on anything that is not a letter, digit or mark (so
 Arabic ، ؛ ؟ « » and Latin punctuation are boundaries) and keeps each token's
 character span in the *original* text, which is what alerts report.
+
+:func:`clitic_base` is rasd's proclitic analysis of one canonical token, the
+same algorithm as the Elasticsearch filter ``rasd_arabic_clitics`` (plugin
+``rasd-fold``): the index holds each word and its base at one position, a query
+word becomes both, and the rules matcher accepts a token whose base meets the
+term's. The parameters (:data:`CLITIC_MIN_BASE`, :data:`CLITIC_PROTECTED`) are
+passed to Elasticsearch by the index template, so both sides share them.
 """
 
 from __future__ import annotations
@@ -33,8 +40,16 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "CLITIC_ARTICLE_NAMES",
+    "CLITIC_EQUIVALENTS",
+    "CLITIC_MIN_BASE",
+    "CLITIC_PROTECTED",
     "IGNORABLE_CHARS",
+    "PROCLITICS",
     "Token",
+    "clitic_base",
+    "clitic_variants",
+    "es_clitic_pattern",
     "es_mapping_rules",
     "normalize",
     "tokenize",
@@ -209,3 +224,126 @@ def body_hash(body: str) -> str:
     leftovers that differ between two copies of the same wire story.
     """
     return hash_words(body_words(body))
+
+
+_ARTICLE: Final = "ال"
+_CONJUNCTIONS: Final = ("", "و", "ف")
+_PREPOSITIONS: Final = ("", "ب", "ك", "ل")
+
+
+def _proclitic_chains() -> tuple[str, ...]:
+    chains: list[str] = []
+    for conj in _CONJUNCTIONS:
+        for prep in _PREPOSITIONS:
+            for art in ("", _ARTICLE):
+                # ل + ال is written لل (للقيصر), never لال.
+                chain = conj + ("لل" if prep == "ل" and art else prep + art)
+                if chain not in chains:
+                    chains.append(chain)
+    return tuple(chains)
+
+
+#: Every allowed proclitic chain before a word ("" included): an optional
+#: conjunction و ف, an optional preposition ب ك ل, an optional article ال.
+PROCLITICS: Final = _proclitic_chains()
+_CHAINS_LONGEST_FIRST: Final = tuple(sorted((c for c in PROCLITICS if c), key=len, reverse=True))
+
+#: The shortest base a proclitic may leave. 2 would strip بلد to لد, ولد to لد
+#: and بعض to عض; 4 would keep بحلب, لقيصر's three-letter cousins such as
+#: وحلب and بغزه whole. Measured on the golden cases and the search set.
+CLITIC_MIN_BASE: Final = 3
+
+#: Words whose first letters look like proclitics but belong to the word, and
+#: whose remainder is another word (or would make a short query match them):
+#: وزير is not و + زير, كتاب is not ك + تاب. Canonical forms (ة→ه, أ→ا, ى→ي).
+#: A token that ends with one of them is never cut inside it (ولبنان → لبنان,
+#: not بنان). Each entry costs nothing but a look-up; missing ones cost precision.
+_ROOT_WORDS: Final = frozenset(
+    normalize(w, fold_teh_marbuta=True)
+    # One string per group, split on spaces: easier to read than a list of quoted words.
+    for w in (  # noqa: SIM905  (a grouped word list, commented per group)
+        # The guards every analyzer must keep.
+        "وزير وزراء وزارة بلد بلدة بلاد كتاب كتب فلسطين ليبيا ألبانيا ألمانيا "
+        # و that is part of the root, with a remainder that is a word.
+        "واحد وادي والي وحدة وحده وجود وسائل ورقة وفاة وفد وطن وطني وكالة ولاية "
+        "ولايات والد والدة واقع واشنطن وكيل وليد وئام "
+        # ف, ب, ك, ل of the root.
+        "فكرة فريق فرصة فترة فاتورة فيلم بريد بيان برنامج بحيرة بلال "
+        "كامل كريم كافة كانت كلمة كبير كتيبة كرامة لبنان لجنة لحظة لقاء لاعب لواء "
+        "ليلى ليلة لينا "
+        # ال of the root (after hamza folding: ألمانيا, إلهام, ألبوم).
+        "إلهام ألبوم إلغاء ألوان ألعاب ألماني ألمانية ألباني ألبانية التزام "
+    ).split()
+)
+
+#: Names whose article belongs to them, because the bare remainder is another
+#: word (أسد is a lion, not Assad). Protected like the words above, and with the
+#: article's own spelling rule: ل + الأسد is written للأسد, so للأسد means الأسد
+#: and لالأسد is not a spelling of it.
+CLITIC_ARTICLE_NAMES: Final = frozenset(normalize(w, fold_teh_marbuta=True) for w in ("الأسد",))
+CLITIC_PROTECTED: Final = _ROOT_WORDS | CLITIC_ARTICLE_NAMES
+
+
+def clitic_base(token: str) -> str:
+    """``token`` (canonical, ة folded) without its proclitic chain, or ``token`` itself.
+
+    The longest chain that leaves at least :data:`CLITIC_MIN_BASE` characters is
+    removed, unless a word of :data:`CLITIC_PROTECTED` ends the token and
+    starts inside the chain; then the next shorter chain is tried. Suffixes are
+    never touched: القيصرية gives قيصريه, never قيصر.
+    """
+    for chain in _CHAINS_LONGEST_FIRST:
+        if not token.startswith(chain) or len(token) - len(chain) < CLITIC_MIN_BASE:
+            continue
+        rest = token[len(chain) :]
+        if chain.endswith("لل") and _ARTICLE + rest in CLITIC_ARTICLE_NAMES:
+            return _ARTICLE + rest  # للاسد: ل + الاسد
+        if chain.endswith("ل") and rest in CLITIC_ARTICLE_NAMES:
+            continue  # لالاسد is no spelling of ل + الاسد
+        if not any(token[start:] in CLITIC_PROTECTED for start in range(len(chain))):
+            return rest
+    return token
+
+
+#: Spellings that also stand for another, added at the base's position when no
+#: article precedes them: سورية is also how many outlets write the country
+#: سوريا, while السورية is the adjective (Syrian) and gets nothing. Measured in
+#: bench/search_eval.py (the سوريا query, and the syrian-adjective trap).
+CLITIC_EQUIVALENTS: Final[dict[str, str]] = {"سوريه": "سوريا"}
+
+
+def clitic_variants(token: str) -> tuple[str, ...]:
+    """What the ``.clitics`` fields hold at ``token``'s position: the token, its
+    :func:`clitic_base` if different, and that base's :data:`CLITIC_EQUIVALENTS`
+    entry when the removed chain has no article. Two words meet when their
+    variants do."""
+    base = clitic_base(token)
+    out = [token] if base == token else [token, base]
+    chain = token[: len(token) - len(base)]
+    if base in CLITIC_EQUIVALENTS and not chain.endswith((_ARTICLE, "لل")):
+        out.append(CLITIC_EQUIVALENTS[base])
+    return tuple(out)
+
+
+def es_clitic_pattern() -> str:
+    """A Java regex for Elasticsearch's stock ``pattern_capture`` filter that
+    approximates :func:`clitic_base` without the plugin.
+
+    Group 1 is the base after the longest chain. The guard can only be
+    approximated: a base that is the tail of a protected word is refused
+    whatever precedes it, so ولبنان keeps لبنان but a real name ending in بنان
+    after a clitic is not stripped either.
+    """
+    chains = "|".join(sorted((c for c in PROCLITICS if c), key=len, reverse=True))
+    tails = sorted(
+        {
+            w[i:]
+            for w in CLITIC_PROTECTED
+            for i in range(1, len(w))
+            if len(w) - i >= CLITIC_MIN_BASE
+        },
+        key=len,
+        reverse=True,
+    )
+    guard = f"(?!(?:{'|'.join(tails)})$)" if tails else ""
+    return f"^(?:{chains}){guard}(.{{{CLITIC_MIN_BASE},}})$"

@@ -4,7 +4,10 @@ Matching compares :func:`pipeline.arabic.tokenize` tokens with ة folded on both
 sides (see :mod:`pipeline.arabic`). Modes: ``exact`` (the words as written),
 ``clitics`` (the default: before the first word an optional conjunction و ف,
 an optional preposition ب ك ل and an optional article ال, with ل+ال written لل;
-a term written with ال only takes the chains that end in ال or لل), ``stem``
+ال is a clitic like the others, so المنشقين also finds منشقين and لمنشقين; the
+test is :func:`pipeline.arabic.clitic_variants`'s, the one the index's
+``rasd_arabic_clitics`` fields use, with its minimum base and its protected
+words such as وزير and لبنان), ``stem``
 (clitics, plus the dual, sound-plural and feminine suffixes ان ين ون ات ة تان
 تين on every word, for common nouns) and ``prefix`` (clitics, and the last word
 may continue: any suffix). Suffixes are never stripped otherwise, so قيصرية,
@@ -27,7 +30,14 @@ from typing import Any, Final
 
 import ahocorasick
 
-from pipeline.arabic import IGNORABLE_CHARS, Token, tokenize
+from pipeline.arabic import (
+    CLITIC_EQUIVALENTS,
+    IGNORABLE_CHARS,
+    PROCLITICS,
+    Token,
+    clitic_variants,
+    tokenize,
+)
 from pipeline.models import Article, Match, RuleMatch
 from pipeline.rules import Mode, Role, Rule, Term, clean_token, term_words
 
@@ -37,32 +47,13 @@ __all__ = [
     "RuleHit",
     "RuleMatcher",
     "clitic_spellings",
+    "stem_forms",
 ]
-
-_ARTICLE: Final = "ال"
-_CONJUNCTIONS: Final = ("", "و", "ف")
-_PREPOSITIONS: Final = ("", "ب", "ك", "ل")
 
 #: Suffixes the ``stem`` mode adds to a word (after ة→ه folding): dual, sound
 #: plurals and the feminine. The nisba ي is deliberately absent: it makes a new
 #: word (قيصري is Kayseri, not a form of قيصر).
 STEM_SUFFIXES: Final = ("ان", "ين", "ون", "ات", "ه", "تان", "تين")
-
-
-def _proclitic_chains() -> tuple[str, ...]:
-    chains: list[str] = []
-    for conj in _CONJUNCTIONS:
-        for prep in _PREPOSITIONS:
-            for art in ("", _ARTICLE):
-                # ل + ال is written لل (للقيصر), never لال.
-                chain = conj + ("لل" if prep == "ل" and art else prep + art)
-                if chain not in chains:
-                    chains.append(chain)
-    return tuple(chains)
-
-
-#: Every allowed proclitic chain before the first word of a term ("" included).
-PROCLITICS: Final = _proclitic_chains()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +131,36 @@ _PHRASE_GAP: Final = re.compile(rf"{_SPACE}(?:[-\u2010\u2011]{_SPACE})?")
 
 
 def clitic_spellings(word: str) -> set[str]:
-    """Every spelling of canonical ``word`` with an allowed proclitic chain before it."""
-    if word.startswith(_ARTICLE) and len(word) > len(_ARTICLE) + 1:
-        bare = word[len(_ARTICLE) :]
-        # The term has its own article: allow the chains that end in ال
-        # (which then spell the term) and the لل contraction.
-        return {
-            chain + bare for chain in PROCLITICS if chain.endswith(_ARTICLE) or chain.endswith("لل")
-        }
-    return {chain + word for chain in PROCLITICS}
+    """Every token that means canonical ``word`` with proclitics: the same test as
+    the index's ``rasd_arabic_clitics`` fields, where a token and a query word
+    meet when their :func:`~pipeline.arabic.clitic_variants` do.
+
+    So قيصر gives وقيصر, بالقيصر and للقيصر; المنشقين also gives منشقين and
+    لمنشقين (ال is a clitic too); وزير never gives زير, and ولبنان is لبنان.
+    """
+    forms = set(clitic_variants(word))
+    # A spelling that stands for one of the forms (سوريه for سوريا) is one too.
+    stems = forms | {k for k, v in CLITIC_EQUIVALENTS.items() if v in forms}
+    # A base of its own that keeps its article (الاسد) is written لل + اسد after ل.
+    candidates = {chain + form for form in stems for chain in PROCLITICS} | {
+        chain + form[2:]
+        for form in stems
+        if form.startswith("ال")
+        for chain in PROCLITICS
+        if chain.endswith("لل")
+    }
+    return {token for token in candidates if forms.intersection(clitic_variants(token))}
 
 
-def _stem_forms(word: str) -> set[str]:
+def stem_forms(word: str) -> set[str]:
+    """``word`` and its ``stem``-mode endings (ة folded first: مقبره → مقبر + ات...)."""
     base = word[:-1] if word.endswith("ه") and len(word) > 2 else word
     return {word} | {base + s for s in STEM_SUFFIXES}
 
 
 def _patterns(words: tuple[str, ...], mode: Mode) -> set[str]:
     """Every string the automaton looks for to find ``words`` in ``mode``."""
-    per_word: list[set[str]] = [_stem_forms(w) if mode == "stem" else {w} for w in words]
+    per_word: list[set[str]] = [stem_forms(w) if mode == "stem" else {w} for w in words]
     if mode != "exact":
         per_word[0] = {c for form in per_word[0] for c in clitic_spellings(form)}
     phrases = [""]

@@ -3,11 +3,13 @@
 Syntax: words are ANDed; ``"two words"`` is a phrase; ``OR`` between two
 clauses makes either one enough; ``-word`` or ``-"a phrase"`` excludes.
 
-By default a search is as precise as the alerts: each word (or the first word
-of a phrase) matches the unstemmed ``.exact`` fields in any of its proclitic
-spellings (و ف ب ك ل, ال, لل...), and suffixes are never stripped, so قيصر
-finds وقيصر and «قيصر» but not قيصرية. ``stem=True`` searches the stemmed
-fields instead, for recall.
+By default a search is as precise as the alerts, and is the very query that
+Kibana's query bar sends: ``match`` and ``match_phrase`` on the ``.clitics``
+fields (the index's ``index.query.default_field``), whose analyzer puts each
+word's proclitic-free base (و ف, ب ك ل, ال, لل; never a suffix) at the same
+position, at index and at query time. So قيصر finds وقيصر, للقيصر and «قيصر»
+but not قيصرية, and المنشقين finds منشقين and لمنشقين. ``stem=True`` searches
+the stemmed fields instead, for recall.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.matching import clitic_spellings
 from pipeline.rules import term_words
 
-EXACT_FIELDS = ("title.exact", "body.exact")
+#: The precise fields, and Kibana's default ones (``index.query.default_field``).
+CLITIC_FIELDS = ("title.clitics", "body.clitics")
 STEMMED_FIELDS = ("title^2", "body")
 
 _TOKEN = re.compile(r'-?"[^"]*"|\S+')
@@ -72,22 +74,11 @@ def _clause_query(clause: Clause, stem: bool) -> dict[str, Any]:
                 "operator": "and",
             }
         }
-    first = sorted(clitic_spellings(clause.words[0]))
-    if len(clause.words) == 1:
-        return {
-            "bool": {
-                "should": [{"terms": {f: first}} for f in EXACT_FIELDS],
-                "minimum_should_match": 1,
-            }
-        }
-    rest = " ".join(clause.words[1:])
+    kind = "match_phrase" if len(clause.words) > 1 else "match"
+    # The analyzer turns each word into its spellings; one field is enough per clause.
     return {
         "bool": {
-            "should": [
-                {"match_phrase": {f: f"{spelling} {rest}"}}
-                for f in EXACT_FIELDS
-                for spelling in first
-            ],
+            "should": [{kind: {f: clause.text}} for f in CLITIC_FIELDS],
             "minimum_should_match": 1,
         }
     }

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from connectors.elastic import load_template
 from pipeline.settings import Settings
 
 
@@ -26,9 +26,8 @@ def articles_index(
     es: Any, settings: Settings, unique: str, template_name: str, alias: str
 ) -> Iterator[str]:
     """The shipped template, renamed to a test namespace, and one monthly index from it."""
-    template = json.loads(settings.index_template_file.read_text())
-    template["index_patterns"] = [f"{alias}-*"]
-    template["template"]["aliases"] = {alias: {}}
+    # load_template fills in the clitic filter's word lists, as `rasd index create` does.
+    template = load_template(settings.index_template_file, f"{alias}-*", alias)
     es.indices.put_index_template(name=template_name, **template)
     index = f"{alias}-2026.11"
     es.indices.create(index=index)

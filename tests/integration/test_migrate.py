@@ -125,3 +125,61 @@ def test_migrate_moves_every_month_and_loses_nothing(
                 es.indices.delete_index_template(name=name)
         old.close()
         new.close()
+
+
+def _template_before_clitics(config: Path, tmp: Path) -> Path:
+    """The articles template as version 2 had it: no .clitics fields, no default field."""
+    copy = tmp / "config-v2"
+    shutil.copytree(config, copy)
+    path = copy / "elasticsearch" / "articles-template.json"
+    template = json.loads(path.read_text())
+    template["_meta"]["template_version"] = template["template"]["mappings"]["_meta"][
+        "template_version"
+    ] = 2
+    settings = template["template"]["settings"]
+    del settings["index.query.default_field"]
+    del settings["analysis"]["filter"]["rasd_arabic_clitics"]
+    del settings["analysis"]["analyzer"]["rasd_arabic_clitics"]
+    for spec in template["template"]["mappings"]["properties"].values():
+        spec.get("fields", {}).pop("clitics", None)
+    path.write_text(json.dumps(template, ensure_ascii=False))
+    return copy
+
+
+def test_migrate_onto_the_clitic_fields_loses_nothing(
+    es: Any, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    namespace = f"test-mig3-{unique}"
+    november = datetime(2026, 11, 5, tzinfo=UTC)
+    old = ElasticStore(
+        settings.elasticsearch_url,
+        namespace,
+        _template_before_clitics(settings.config_dir, tmp_path),
+    )
+    new = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
+    try:
+        old.ensure(november)
+        articles = _articles(namespace, [november], 300)
+        assert not old.write(articles).failed
+        es.indices.refresh(index=old.alias)
+        new.ensure(november)
+        moved = new.migrate(lambda *_: None)
+        assert [(s, t) for _, s, t, _ in moved] == [
+            (
+                f"{monthly_index(namespace, november)}-v2",
+                f"{monthly_index(namespace, november)}-v{new.template_version}",
+            )
+        ]
+        es.indices.refresh(index=new.alias)
+        assert int(es.count(index=new.alias)["count"]) == 300
+        # The copied documents are analyzed by the new fields: والمعتقلين is found by المعتقلين
+        # through the default field, the way Kibana's free text searches.
+        found = es.count(index=new.alias, query={"query_string": {"query": "معتقلين"}})
+        assert int(found["count"]) == 300
+    finally:
+        es.indices.delete(index=f"{namespace}-*", ignore_unavailable=True, allow_no_indices=True)
+        for name in (old.alias, old.alerts_index):
+            if es.indices.exists_index_template(name=name):
+                es.indices.delete_index_template(name=name)
+        old.close()
+        new.close()

@@ -63,15 +63,23 @@ def test_references_point_at_objects_in_the_file() -> None:
             assert len(panels) == 3
 
 
-def test_precise_query_has_proclitics_and_no_suffixes() -> None:
+def test_precise_query_is_plain_free_text() -> None:
     rule = Rule.model_validate({"id": "c", "name": "c", "any": ["قيصر"], "none": ["عملية قيصرية"]})
-    precise = rule_kql(rule, precise=True)
-    for spelling in ('"قيصر"', '"وقيصر"', '"بقيصر"', '"لقيصر"', '"القيصر"'):
-        assert spelling in precise
-    assert '"قيصريه"' not in precise and "title.exact:" in precise
-    assert "not (title.exact:(" in precise
+    # No field name: Kibana searches index.query.default_field, the .clitics fields.
+    assert rule_kql(rule, precise=True) == 'قيصر and not "عمليه قيصريه"'
     stemmed = rule_kql(rule, precise=False)
     assert ".exact" not in stemmed and 'title:("قيصر")' in stemmed
+
+
+def test_precise_query_names_the_clitic_fields_of_a_title_rule() -> None:
+    rule = Rule.model_validate(
+        {"id": "t", "name": "t", "fields": ["title"], "any": ["قانون قيصر", "سيزر"]}
+    )
+    assert rule_kql(rule, precise=True) == '(title.clitics:("قانون قيصر") or title.clitics:(سيزر))'
+    exact = Rule.model_validate(
+        {"id": "e", "name": "e", "any": [{"term": "قيصر", "mode": "exact"}]}
+    )
+    assert rule_kql(exact, precise=True) == '(title.exact:("قيصر") or body.exact:("قيصر"))'
 
 
 def _template_fields(name: str) -> set[str]:

@@ -2,7 +2,9 @@
  * The Lucene Arabic analysis components, under the names that Elasticsearch's
  * analysis-common module gives them, for the Elasticsearch distribution that
  * `rasd stack up` runs locally (the integ-test distribution from Maven Central,
- * which ships without analysis-common).
+ * which ships without analysis-common). pattern_capture is here too, with
+ * analysis-common's settings (patterns, preserve_original), so that the stock
+ * fallback of rasd_arabic_clitics can be measured locally.
  *
  * Because the names are the same, one index template works both here and on a
  * full Elasticsearch in production. Never install this plugin next to
@@ -12,6 +14,7 @@ package org.rasd.analysis;
 
 import java.util.List;
 import java.util.Map;
+import java.util.regex.Pattern;
 
 import org.apache.lucene.analysis.Analyzer;
 import org.apache.lucene.analysis.CharArraySet;
@@ -21,6 +24,7 @@ import org.apache.lucene.analysis.ar.ArabicNormalizationFilter;
 import org.apache.lucene.analysis.ar.ArabicStemFilter;
 import org.apache.lucene.analysis.core.DecimalDigitFilter;
 import org.apache.lucene.analysis.fa.PersianNormalizationFilter;
+import org.apache.lucene.analysis.pattern.PatternCaptureGroupTokenFilter;
 import org.elasticsearch.index.analysis.AbstractIndexAnalyzerProvider;
 import org.elasticsearch.index.analysis.Analysis;
 import org.elasticsearch.index.analysis.AnalyzerProvider;
@@ -56,7 +60,12 @@ public final class RasdAnalysisPlugin extends Plugin implements AnalysisPlugin {
             "arabic_normalization", (indexSettings, env, name, settings) -> filter(name, ArabicNormalizationFilter::new),
             "arabic_stem", (indexSettings, env, name, settings) -> filter(name, ArabicStemFilter::new),
             "decimal_digit", (indexSettings, env, name, settings) -> filter(name, DecimalDigitFilter::new),
-            "persian_normalization", (indexSettings, env, name, settings) -> filter(name, PersianNormalizationFilter::new)
+            "persian_normalization", (indexSettings, env, name, settings) -> filter(name, PersianNormalizationFilter::new),
+            "pattern_capture", (indexSettings, env, name, settings) -> {
+                Pattern[] patterns = settings.getAsList("patterns").stream().map(Pattern::compile).toArray(Pattern[]::new);
+                boolean preserve = settings.getAsBoolean("preserve_original", true);
+                return filter(name, input -> new PatternCaptureGroupTokenFilter(input, preserve, patterns));
+            }
         );
     }
 
