@@ -193,6 +193,11 @@ class ElasticStore:
             )
         return self._client
 
+    def cluster_status(self, timeout: float = 5.0) -> str:
+        """The cluster's health (``green``, ``yellow``, ``red``); raises if it does not answer."""
+        client = self.client.options(request_timeout=timeout, max_retries=0)
+        return str(client.cluster.health()["status"])
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

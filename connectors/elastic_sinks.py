@@ -31,19 +31,27 @@ class ArticleSink(BufferedSink):
 
     name = "articles"
 
-    def __init__(self, store: ElasticStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: ElasticStore,
+        clock: Callable[[], datetime],
+        on_indexed: Callable[[list[EnrichedArticle], datetime], None] | None = None,
+    ) -> None:
         super().__init__()
-        self.store, self.clock = store, clock
+        self.store, self.clock, self.on_indexed = store, clock, on_indexed
 
     def flush(self) -> BatchResult:
         batch: list[tuple[Any, EnrichedArticle]] = self.take()
         result = BatchResult()
         if not batch:
             return result
-        report = self.store.write([a for _, a in batch], self.clock())
+        now = self.clock()
+        report = self.store.write([a for _, a in batch], now)
         failed = {a.id: exc for a, exc in report.failed}
         result.failed = [(source, failed[a.id]) for source, a in batch if a.id in failed]
         result.count("indexed", len(report.written))
+        if self.on_indexed is not None:
+            self.on_indexed([a for _, a in batch if a.id not in failed], now)
         return result
 
 
@@ -58,9 +66,11 @@ class AlertLedger(BufferedSink):
         store: ElasticStore,
         logs: Callable[[Alert], bool],
         announce: Callable[[Alert], None],
+        on_raised: Callable[[Alert], None] | None = None,
     ) -> None:
         super().__init__()
         self.store, self.logs, self.announce = store, logs, announce
+        self.on_raised = on_raised
 
     def flush(self) -> BatchResult:
         result = BatchResult()
@@ -79,6 +89,8 @@ class AlertLedger(BufferedSink):
                 result.count("throttled")
             elif created:
                 result.count("alerts")
+                if self.on_raised is not None:
+                    self.on_raised(alert)
                 # Webhooks, Slack and email have their own consumer groups on the
                 # alerts topic (deliver-<name>); the log is immediate.
                 if self.logs(alert):

@@ -297,6 +297,10 @@ class ShardedPoller:
         self.partitions: set[int] = set()
         self.assignments = 0
         self.handover_timeout = HANDOVER_TIMEOUT
+        #: Set once the poller group has assigned this instance its partitions.
+        self.ready = threading.Event()
+        #: ``time.monotonic()`` of the loop's last turn (``/healthz`` checks it).
+        self.heartbeat = time.monotonic()
         self._consumer: Any = None
         # The rebalance callbacks run on kafka-python's network thread while
         # run()'s thread waits in poll() or close(), so they do not overlap with
@@ -406,7 +410,11 @@ class ShardedPoller:
         try:
             consumer.subscribe([self.topics.feeds], listener=Listener())
             while not self.stop.is_set():
-                for records in consumer.poll(timeout_ms=500).values():
+                self.heartbeat = time.monotonic()
+                polled = consumer.poll(timeout_ms=500)
+                if not self.ready.is_set() and consumer.assignment():
+                    self.ready.set()
+                for records in polled.values():
                     for record in records:
                         self._apply(record)
         finally:

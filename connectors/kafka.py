@@ -280,36 +280,73 @@ def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> l
         admin.close()
 
 
-def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
-    """Records not yet committed, per group, over its topic ({group: topic})."""
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition of a group's topic: its end, the group's committed offset, and
+    the throughput sample the stage worker stored in the commit's metadata."""
+
+    group: str
+    topic: str
+    partition: int
+    end: int
+    committed: int | None
+    metadata: str = ""
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed if self.committed is not None else 0)
+
+
+def group_offsets(admin: KafkaAdminClient, groups: dict[str, str]) -> list[PartitionLag]:
+    """Every partition of each group's topic ({group: topic}), with its lag."""
     from kafka.admin import OffsetSpec
 
+    partitions = {
+        topic: [
+            TopicPartition(topic, p["partition_index"])
+            for t in admin.describe_topics([topic])
+            for p in t["partitions"]
+        ]
+        for topic in set(groups.values())
+    }
+    ends = admin.list_partition_offsets(
+        {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps}
+    )
+    committed = admin.list_group_offsets({g: partitions[t] for g, t in groups.items()})
+    rows = []
+    for group, topic in groups.items():
+        mine = committed.get(group, {})
+        for tp in sorted(partitions[topic], key=lambda tp: tp.partition):
+            done = mine.get(tp)
+            rows.append(
+                PartitionLag(
+                    group,
+                    topic,
+                    tp.partition,
+                    ends[tp].offset,
+                    done.offset if done is not None and done.offset >= 0 else None,
+                    (done.metadata or "") if done is not None else "",
+                )
+            )
+    return rows
+
+
+def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+    """Records not yet committed, per group, over its topic ({group: topic})."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-lag")
     try:
-        partitions = {
-            topic: [
-                TopicPartition(topic, p["partition_index"])
-                for t in admin.describe_topics([topic])
-                for p in t["partitions"]
-            ]
-            for topic in set(groups.values())
-        }
-        ends = admin.list_partition_offsets(
-            {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps}
-        )
-        committed = admin.list_group_offsets({g: partitions[t] for g, t in groups.items()})
-        lag: dict[str, int] = {}
-        for group, topic in groups.items():
-            mine = committed.get(group, {})
-            total = 0
-            for tp in partitions[topic]:
-                end = ends[tp].offset
-                done = mine.get(tp)
-                total += end - (done.offset if done is not None and done.offset >= 0 else 0)
-            lag[group] = total
+        lag = dict.fromkeys(groups, 0)
+        for row in group_offsets(admin, groups):
+            lag[row.group] += row.lag
         return lag
     finally:
         admin.close()
+
+
+def group_members(admin: KafkaAdminClient, groups: Iterable[str]) -> dict[str, int]:
+    """The number of members of each consumer group (0: nobody consumes it)."""
+    described = admin.describe_groups(list(groups))
+    return {g: len(d.get("members") or ()) for g, d in described.items()}
 
 
 def too_large(exc: Exception) -> bool:
@@ -318,8 +355,8 @@ def too_large(exc: Exception) -> bool:
     return isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError)
 
 
-def committed_offset(offset: int) -> Any:
-    """The value ``KafkaConsumer.commit`` takes for ``offset``."""
+def committed_offset(offset: int, metadata: str = "") -> Any:
+    """The value ``KafkaConsumer.commit`` takes for ``offset`` (with ``metadata``)."""
     from kafka.structs import OffsetAndMetadata
 
-    return OffsetAndMetadata(offset, "", -1)
+    return OffsetAndMetadata(offset, metadata, -1)

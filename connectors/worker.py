@@ -37,7 +37,9 @@ from pipeline.errors import PermanentError, RetriableError
 
 from .dead_letters import dead_letter_headers
 from .kafka import MAX_MESSAGE_BYTES, Producer, SendFailed, committed_offset, too_large
+from .logcontext import log_context
 from .metrics import Stats
+from .throughput import RateWindow
 
 __all__ = [
     "BatchHandler",
@@ -134,6 +136,14 @@ class BufferedSink:
 BatchHandler = Callable[[list[Any]], BatchResult]
 
 
+def article_key(record: Any) -> str | None:
+    """The article id a record is keyed by (None on the alerts topic: an alert id)."""
+    key = getattr(record, "key", None)
+    if not isinstance(key, bytes) or str(getattr(record, "topic", "")).endswith(".alerts"):
+        return None
+    return key.decode("utf-8", "replace")
+
+
 def _unexpected(stage: str, record: Any, exc: Exception) -> BatchResult:
     """A bug, or a library failing on this input: the record goes to the DLQ
     (replayable once fixed) instead of blocking the partition."""
@@ -158,6 +168,10 @@ def per_record(
     """
 
     def one(record: Any) -> BatchResult:
+        with log_context(article_id=article_key(record)):
+            return attempts(record)
+
+    def attempts(record: Any) -> BatchResult:
         result = BatchResult()
         for attempt in range(retries + 1):
             try:
@@ -222,7 +236,10 @@ class StageWorker:
         self.sinks = {sink.name: sink for sink in sinks}
         #: Set once the group has assigned this worker its partitions.
         self.ready = threading.Event()
+        #: ``time.monotonic()`` of the loop's last turn (``/healthz`` checks it).
+        self.heartbeat = time.monotonic()
         self._consumer: KafkaConsumer | None = None
+        self._rates: dict[TopicPartition, RateWindow] = {}
 
     @property
     def consumer(self) -> KafkaConsumer:
@@ -242,19 +259,22 @@ class StageWorker:
 
     def run(self) -> None:
         """Loop until ``stop`` is set; never dies on a bad record."""
-        log.info("%s worker started (group %s, topic %s)", self.stage, self.group, self.source)
-        try:
-            while not self.stop.is_set():
-                polled = self.consumer.poll(timeout_ms=500)
-                if not self.ready.is_set() and self.consumer.assignment():
-                    self.ready.set()
-                records = [r for batch in polled.values() for r in batch]
-                if records:
-                    self.process(records)
-        finally:
-            self.close()
+        with log_context(stage=self.stage):
+            log.info("%s worker started (group %s, topic %s)", self.stage, self.group, self.source)
+            try:
+                while not self.stop.is_set():
+                    self.heartbeat = time.monotonic()
+                    polled = self.consumer.poll(timeout_ms=500)
+                    if not self.ready.is_set() and self.consumer.assignment():
+                        self.ready.set()
+                    records = [r for batch in polled.values() for r in batch]
+                    if records:
+                        self.process(records)
+            finally:
+                self.close()
 
     def process(self, records: list[Any]) -> None:
+        began = time.monotonic()
         attempt = 0
         while True:
             try:
@@ -275,12 +295,14 @@ class StageWorker:
                     delay,
                 )
                 attempt += 1
+                self.heartbeat = time.monotonic()  # retrying is not hanging
                 if self.stop.wait(delay):
                     return  # shutting down: uncommitted, so redelivered on restart
         for outcome, n in result.outcomes.items():
             self.stats.inc(self.stage, outcome, n)
         self.stats.inc(self.stage, "dlq", len(result.failed))
         self._commit(records)
+        self.stats.batch_took(self.stage, time.monotonic() - began)
 
     def _handle(self, records: list[Any]) -> BatchResult:
         """The handler's result. An unexpected exception (a bug, a library failing on
@@ -341,14 +363,15 @@ class StageWorker:
             result.failed.extend(refused)
 
     def _dead_letter(self, record: Any, error: PermanentError) -> None:
-        log.warning(
-            "%s: %s:%d@%d to the DLQ: %s",
-            self.stage,
-            record.topic,
-            record.partition,
-            record.offset,
-            error,
-        )
+        with log_context(article_id=article_key(record)):
+            log.warning(
+                "%s: %s:%d@%d to the DLQ: %s",
+                self.stage,
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
         headers = dead_letter_headers(self.stage, record, error)
         self.producer.send(self.dlq_topic, record.key, record.value or b"", headers)
 
@@ -358,7 +381,12 @@ class StageWorker:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         try:
-            self.consumer.commit({tp: committed_offset(o) for tp, o in offsets.items()})
+            self.consumer.commit(
+                {
+                    tp: committed_offset(o, self._rates.setdefault(tp, RateWindow()).commit(o))
+                    for tp, o in offsets.items()
+                }
+            )
         except KafkaError as exc:
             # A rebalance took the partitions away (CommitFailed, RebalanceInProgress)
             # or the coordinator did not answer in time: the batch is redelivered to

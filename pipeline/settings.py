@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +104,22 @@ class Settings(BaseSettings):
         600.0, gt=0, description="`rasd run --once`: seconds to wait for the pipeline to drain."
     )
     log_level: str = Field("INFO", description="Logging level of rasd's own loggers.")
+    log_format: Literal["console", "json"] = Field(
+        "console", description="console: for people; json: one JSON object per line."
+    )
+    metrics_port: int = Field(
+        9810,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz of `rasd run` and `rasd worker`; "
+        "0: none.",
+    )
+    metrics_address: str = Field(
+        "127.0.0.1", description="Address the metrics port binds to (0.0.0.0: every interface)."
+    )
+    health_stall_seconds: float = Field(
+        300.0, gt=0, description="/healthz fails when a loop has not turned for this long."
+    )
     dedupe_window_days: float = Field(
         7.0, gt=0, description="Days an article stays a candidate for near-duplicate matching."
     )

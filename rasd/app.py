@@ -28,6 +28,7 @@ from connectors.feed_shards import (
 )
 from connectors.kafka import Producer, Topics, consumer_lag, delete_namespace, ensure_topics
 from connectors.poller import FeedPoller, FeedScheduler, PollResult
+from connectors.telemetry import FeedHealthCollector, KafkaProbe, LagCollector, Loop, Telemetry
 from connectors.worker import StageWorker
 from pipeline.errors import RasdError
 from pipeline.feeds import Feed, load_feeds
@@ -63,6 +64,8 @@ class Summary:
     counts: dict[str, dict[str, int]]
     drained: bool
     seconds: float
+    #: (ok, failing or dead) feeds, when the summary is not of one pass of polls.
+    feed_health: tuple[int, int] | None = None
 
     def value(self, stage: str, outcome: str) -> int:
         return self.counts.get(stage, {}).get(outcome, 0)
@@ -72,9 +75,13 @@ class Summary:
         return sum(c.get("dlq", 0) for c in self.counts.values())
 
     def as_dict(self) -> dict[str, Any]:
+        ok, failed = self.feed_health or (
+            sum(p.ok for p in self.polls),
+            sum(not p.ok for p in self.polls),
+        )
         return {
-            "feeds_ok": sum(p.ok for p in self.polls),
-            "feeds_failed": sum(not p.ok for p in self.polls),
+            "feeds_ok": ok,
+            "feeds_failed": failed,
             "items": self.value("poll", "items"),
             "articles_extracted": self.value("extract", "ok"),
             "articles_indexed": self.value("index", "indexed"),
@@ -102,6 +109,9 @@ class Runtime:
         self.context.destinations  # noqa: B018  (loads and checks the rules file)
         self._producers: list[Producer] = []
         self.workers: list[StageWorker] = []
+        #: Every loop of this process (workers, a poller instance), for /healthz.
+        self.loops: list[Loop] = []
+        self._closers: list[Callable[[], None]] = []
 
     # --- setup -------------------------------------------------------------------
 
@@ -129,6 +139,41 @@ class Runtime:
         """The names of the ``deliver-<name>`` stages the rules call for."""
         return tuple(s.name for s in self.stages() if s.name.startswith(DELIVER_PREFIX))
 
+    def telemetry(self, stages: tuple[str, ...], polls: bool) -> Telemetry:
+        """The metrics and health endpoints of a process that runs ``stages`` (and the
+        poller, if ``polls``): the lag of those stages' groups, the health of the
+        feeds polled here, and /readyz's checks of Kafka and (for stages)
+        Elasticsearch."""
+        settings = self.settings
+        kafka = KafkaProbe(settings.kafka_servers)
+        self._closers.append(kafka.close)
+        checks: dict[str, Callable[[], str | None]] = {"kafka": kafka.problem}
+        if stages:
+            checks["elasticsearch"] = self._elasticsearch_problem
+            groups = {
+                s.group_id(self.topics): s.source_topic(self.topics)
+                for s in self.stages()
+                if s.name in stages
+            }
+            lag = LagCollector(settings.kafka_servers, lambda: groups)
+            self._closers.append(lag.close_admin)
+            self.stats.register(lag)
+        if polls:
+            self.stats.register(FeedHealthCollector(lambda: self.feed_state.all().values()))
+        return Telemetry(
+            self.stats,
+            lambda: list(self.loops),
+            checks,
+            stall_seconds=settings.health_stall_seconds,
+        )
+
+    def _elasticsearch_problem(self) -> str | None:
+        try:
+            status = self.context.store.cluster_status()
+        except Exception as exc:
+            return f"unreachable at {self.settings.elasticsearch_url} ({type(exc).__name__})"
+        return "the cluster is red" if status == "red" else None
+
     def worker(self, name: str) -> StageWorker:
         stage = find(name)
         if stage is None or (
@@ -137,7 +182,7 @@ class Runtime:
             raise ValueError(f"unknown stage {name!r}")
         producer = self.producer(stage.name)
         parts = stage.build(self.context, producer)
-        return StageWorker(
+        worker = StageWorker(
             stage.name,
             self.settings.kafka_servers,
             stage.group_id(self.topics),
@@ -150,6 +195,8 @@ class Runtime:
             max_records=stage.batch,
             sinks=parts.sinks,
         )
+        self.loops.append(worker)
+        return worker
 
     # --- running -------------------------------------------------------------------
 
@@ -189,7 +236,7 @@ class Runtime:
             log.info("feed catalogue: %d feed(s) published, %d removed", upserted, removed)
         poller = self.poller()
         scheduler = FeedScheduler(poller, [], self.settings.poll_interval)
-        return ShardedPoller(
+        sharded = ShardedPoller(
             poller,
             scheduler,
             self.feed_state,
@@ -198,6 +245,8 @@ class Runtime:
             self.stop,
             name=name,
         )
+        self.loops.append(sharded)
+        return sharded
 
     def start_poller(self) -> threading.Thread:
         """Run the sharded poller in a thread until :attr:`stop` is set."""
@@ -290,9 +339,11 @@ class Runtime:
             )
         finally:
             self.shutdown(threads)
-        return Summary(polls, self.stats.snapshot(), drained, time.monotonic() - begin)
+        return self.summary(polls, drained, time.monotonic() - begin)
 
-    def run_forever(self, report_every: float = 60.0) -> None:
+    def run_forever(self, report_every: float = 60.0) -> Summary:
+        """Poll and process until :attr:`stop` is set; the summary of the whole run."""
+        begin = time.monotonic()
         self.prepare()
         threads = self.start_workers()
         threads.append(self.start_poller())
@@ -304,9 +355,30 @@ class Runtime:
         )
         try:
             while not self.stop.wait(report_every):
-                log.info("counts: %s", self.stats.snapshot())
+                so_far = self.summary([], True, time.monotonic() - begin).as_dict()
+                log.info("so far: %s", ", ".join(f"{k} {v}" for k, v in so_far.items()))
         finally:
+            health = self.feed_health()  # before the poller hands its feeds back
             self.shutdown(threads)
+        try:
+            drained = sum(self.lag().values()) == 0
+        except Exception as exc:  # the broker is gone too: say so, still summarise
+            log.warning("lag unknown at exit: %s", exc)
+            drained = False
+        return Summary([], self.stats.snapshot(), drained, time.monotonic() - begin, health)
+
+    def feed_health(self) -> tuple[int, int]:
+        """(ok, failing or dead) among the feeds this process polls."""
+        if "feed_state" not in self.__dict__:
+            return (0, 0)
+        states = list(self.feed_state.all().values())
+        failing = sum(s.dead or s.consecutive_failures > 0 for s in states)
+        return (len(states) - failing, failing)
+
+    def summary(self, polls: list[PollResult], drained: bool, seconds: float) -> Summary:
+        """The counts so far; without ``polls``, the feeds' health from their state."""
+        health = None if polls else self.feed_health()
+        return Summary(polls, self.stats.snapshot(), drained, seconds, health)
 
     def shutdown(self, threads: list[threading.Thread]) -> None:
         self.stop.set()
@@ -317,4 +389,6 @@ class Runtime:
                 sink.close()
         for producer in self._producers:
             producer.close()
+        for close in self._closers:
+            close()
         self.context.close()

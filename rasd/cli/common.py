@@ -5,14 +5,12 @@ Every option shows the environment variable behind it in ``--help``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from typer.models import OptionInfo
 
@@ -22,6 +20,7 @@ from pipeline.errors import RasdError
 from pipeline.matching import RuleMatcher
 from pipeline.rules import load_rule_set
 from pipeline.settings import Settings
+from rasd.logs import configure_logging
 
 console = Console(stderr=True)
 # Tables stay readable when piped (CI logs, `| less`), where rich would assume 80 columns.
@@ -43,14 +42,8 @@ def fail(exc: RasdError) -> NoReturn:
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(name)s: %(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, markup=False)],
-    )
-    for name in ("rasd", "connectors", "pipeline"):
-        logging.getLogger(name).setLevel(settings.log_level.upper())
+    """Logging in the configured format (``RASD_LOG_FORMAT``: console or json)."""
+    configure_logging(settings, console)
 
 
 def fetch_page(url: str) -> FetchResult:

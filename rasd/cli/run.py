@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from connectors.telemetry import Telemetry
 from pipeline.errors import RasdError
 from pipeline.settings import Settings
 from rasd.app import Runtime, Summary, reset_namespace
@@ -31,7 +32,7 @@ from .common import (
     setup_logging,
 )
 
-__all__ = ["WORKER_STAGES", "demo", "reset", "run", "run_stage", "worker"]
+__all__ = ["WORKER_STAGES", "demo", "reset", "run", "run_stage", "serve_telemetry", "worker"]
 
 
 def runtime(settings: Settings) -> Runtime:
@@ -42,12 +43,25 @@ def runtime(settings: Settings) -> Runtime:
         fail(exc)
 
 
+def serve_telemetry(rt: Runtime, stages: tuple[str, ...], polls: bool) -> Telemetry | None:
+    """Serve /metrics, /healthz and /readyz on ``RASD_METRICS_PORT`` (None when it is 0)."""
+    settings = rt.settings
+    if not settings.metrics_port:
+        return None
+    telemetry = rt.telemetry(stages, polls)
+    try:
+        telemetry.start(settings.metrics_address, settings.metrics_port)
+    except RasdError as exc:
+        fail(exc)
+    return telemetry
+
+
 def print_summary(summary: Summary, as_json: bool) -> None:
     data = summary.as_dict()
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("", "count", title="rasd run --once")
+    table = Table("", "count", title="rasd run")
     for key, value in data.items():
         table.add_row(key.replace("_", " "), str(value))
     out.print(table)
@@ -79,14 +93,19 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    telemetry = serve_telemetry(rt, tuple(s.name for s in rt.stages()), polls=True)
     try:
         if not once:
-            rt.run_forever()
+            # Runs until SIGTERM or Ctrl-C, then prints the summary of the whole run.
+            print_summary(rt.run_forever(), as_json)
             return
         with console.status("rasd run --once") as status:
             summary = rt.run_once(lambda line: status.update(line))
     except RasdError as exc:
         fail(exc)
+    finally:
+        if telemetry is not None:
+            telemetry.stop()
     print_summary(summary, as_json)
     if not summary.drained and rt.stop.is_set():
         console.print("[red]interrupted[/] before the pipeline drained")
@@ -184,6 +203,8 @@ def worker(
     rt = runtime(settings)
     signal.signal(signal.SIGTERM, lambda *_: rt.stop.set())
     threads: list[threading.Thread] = []
+    served = delivery_workers(rt, destination) if name == "deliver" else (name,)
+    telemetry = serve_telemetry(rt, () if name == "poll" else served, polls=name == "poll")
     try:
         rt.prepare()
         with contextlib.suppress(KeyboardInterrupt):
@@ -192,6 +213,8 @@ def worker(
         fail(exc)
     finally:
         rt.shutdown(threads)
+        if telemetry is not None:
+            telemetry.stop()
 
 
 def reset(

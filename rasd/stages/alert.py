@@ -7,6 +7,7 @@ repeats (claims in ``<ns>-alerts-throttle``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from connectors.destinations import LogDestination
@@ -26,7 +27,20 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         rule = matcher.rule(alert.rule_id)
         return rule is None or "log" in rule.destinations
 
-    ledger = AlertLedger(ctx.store, logs, LogDestination().send)
+    log_destination = LogDestination()
+    #: When each pending alert's article was first seen, for the freshness histogram.
+    first_seen: dict[str, datetime] = {}
+
+    def announce(alert: Alert) -> None:
+        log_destination.send(alert)
+        ctx.stats.delivered(log_destination.name, "delivered")
+
+    def raised(alert: Alert) -> None:
+        seen = first_seen.pop(alert.id, None)
+        if seen is not None:
+            ctx.stats.fresh("alerted", [(ctx.clock() - seen).total_seconds()])
+
+    ledger = AlertLedger(ctx.store, logs, announce, raised)
 
     def matches_of(article: EnrichedArticle) -> list[RuleMatch]:
         if article.rule_matches or not article.matched_rules:
@@ -47,11 +61,13 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     def handler(records: list[Any]) -> BatchResult:
         result = BatchResult()
         pending: dict[str, tuple[Any, Alert]] = {}
+        first_seen.clear()  # the previous batch's ledger flush is done
         for record, article in decode_each(records, EnrichedArticle, result):
             for alert in build_alerts(article, matches_of(article), ctx.clock):
                 # The alerts index is the ledger of what was already raised.
                 if alert.id not in pending and not ctx.store.alert_exists(alert.id):
                     pending[alert.id] = (record, throttle(alert))
+                    first_seen[alert.id] = article.first_seen
         for record, alert in pending.values():
             result.outputs.append(Output(ctx.topics.alerts, alert.id, alert.to_json()))
             result.write(ledger.name, record, alert)

@@ -152,7 +152,7 @@ class StageContext:
             self.settings.user_agent,
             allow_private_networks=self.settings.allow_private_networks,
             # Every fetch's outcome (ok, blocked_address, too_large…) is a counter.
-            on_outcome=lambda outcome: self.stats.inc("http", outcome),
+            on_outcome=self.stats.fetched,
         )
 
     @functools.cached_property

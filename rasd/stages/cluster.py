@@ -28,12 +28,15 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         producer,
         on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),
     )
-    deduper = Deduper(state, NearDuplicateIndex(ctx.near_config))
+    window = NearDuplicateIndex(ctx.near_config)
+    deduper = Deduper(state, window)
     state.load()
+    ctx.stats.dedupe_window.set(len(window))
 
     def check(record: Any) -> list[Output]:
         signed = SignedArticle.from_json(record.value)
         verdict = deduper.check(signed, deduper.keys_of(signed))
+        ctx.stats.dedupe_window.set(len(window))
         if verdict.is_duplicate:
             ctx.stats.inc("cluster", "duplicate")
             ctx.stats.inc("cluster", f"duplicate_{verdict.duplicate_kind}")

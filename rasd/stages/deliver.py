@@ -33,7 +33,14 @@ def delivery_stage(destination: str) -> Stage:
 
     def build(ctx: StageContext, producer: Producer) -> StageParts:
         target = make_destination(destination, ctx.destinations[destination])
-        sink = DeliverySink(target, ctx.alert_state, ctx.stop.wait)
+        sink = DeliverySink(
+            target,
+            ctx.alert_state,
+            ctx.stop.wait,
+            on_delivery=lambda name, alert, delivered, error: ctx.stats.delivered(
+                name, "delivered" if delivered else "undelivered"
+            ),
+        )
 
         def handler(records: list[Any]) -> BatchResult:
             result = BatchResult()

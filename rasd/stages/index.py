@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from connectors.elastic_sinks import ArticleSink
@@ -13,7 +14,10 @@ from .base import Stage, StageContext, StageParts, decode_each
 
 
 def build(ctx: StageContext, producer: Producer) -> StageParts:
-    sink = ArticleSink(ctx.store, ctx.clock)
+    def indexed(articles: list[EnrichedArticle], now: datetime) -> None:
+        ctx.stats.fresh("indexed", ((now - a.first_seen).total_seconds() for a in articles))
+
+    sink = ArticleSink(ctx.store, ctx.clock, indexed)
 
     def handler(records: list[Any]) -> BatchResult:
         result = BatchResult()
