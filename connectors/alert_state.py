@@ -53,6 +53,20 @@ class AlertStateIndex:
             raise RetriableError(f"{self.throttle_index}: {exc}") from exc
         return bool(held["_source"].get("alert_id") == alert_id)
 
+    def undelivered_by_destination(self) -> dict[str, int]:
+        """How many alerts each destination has not received (only destinations with some)."""
+        self._deliveries(self.client.indices.refresh)
+        response = self._deliveries(
+            self.client.search,
+            size=0,
+            query=self._undelivered_query(None),
+            aggs={"by": {"terms": {"field": "destination.keyword", "size": 1000}}},
+        )
+        if response is None:
+            return {}
+        buckets = response["aggregations"]["by"]["buckets"]
+        return {str(b["key"]): int(b["doc_count"]) for b in buckets}
+
     def _deliveries(
         self, method: Callable[..., Any], missing_ok: bool = True, **kwargs: Any
     ) -> Any:

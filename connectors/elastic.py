@@ -17,11 +17,18 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import ApiError, ConflictError, Elasticsearch, TransportError, helpers
+from elasticsearch import (
+    ApiError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+    TransportError,
+    helpers,
+)
 
 from connectors.alert_state import AlertStateIndex
 from pipeline.arabic import (
@@ -192,6 +199,32 @@ class ElasticStore:
                 max_retries=3,
             )
         return self._client
+
+    def indexed_recently(self, now: datetime) -> tuple[int, int, datetime | None]:
+        """Articles indexed in the last hour and the last day, and when the newest was."""
+        try:
+            response = self.client.search(
+                index=self.alias,
+                size=0,
+                query={"range": {"indexed_at": {"gte": (now - timedelta(days=1)).isoformat()}}},
+                aggs={
+                    "hour": {
+                        "filter": {
+                            "range": {"indexed_at": {"gte": (now - timedelta(hours=1)).isoformat()}}
+                        }
+                    },
+                },
+                track_total_hits=True,
+            )
+            newest = self.client.search(
+                index=self.alias, size=0, aggs={"newest": {"max": {"field": "indexed_at"}}}
+            )
+        except NotFoundError:
+            return 0, 0, None  # nothing indexed yet
+        raw = newest["aggregations"]["newest"].get("value_as_string")
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+        day = int(response["hits"]["total"]["value"])
+        return int(response["aggregations"]["hour"]["doc_count"]), day, when
 
     def cluster_status(self, timeout: float = 5.0) -> str:
         """The cluster's health (``green``, ``yellow``, ``red``); raises if it does not answer."""

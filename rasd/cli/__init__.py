@@ -22,7 +22,7 @@ from rich.markup import escape
 from pipeline.errors import RasdError
 from pipeline.settings import Settings
 
-from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, storage
+from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, status, storage
 from .common import console
 
 __all__ = ["app", "main"]
@@ -58,6 +58,7 @@ def _root(
 app.add_typer(stack.app, name="stack")
 app.command("run")(run.run)
 app.command("worker")(run.worker)
+app.command("status")(status.status)
 app.add_typer(storage.topics_app, name="topics")
 app.add_typer(storage.index_app, name="index")
 app.add_typer(dlq.app, name="dlq")
