@@ -12,11 +12,19 @@ again. It is made by :meth:`connectors.elastic.ElasticStore.alert_state`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import (
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+    TransportError,
+)
 
 from pipeline.errors import RetriableError
 from pipeline.models import Alert
@@ -31,6 +39,18 @@ class AlertStateIndex:
         self.client = client
         self.throttle_index = f"{namespace}-alerts-throttle"
         self.deliveries_index = f"{namespace}-alerts-deliveries"
+
+    def ensure(self) -> None:
+        """Create the two indices, with one replica where the cluster has a node for it.
+
+        Left to auto-creation they would get a replica that a single node can never
+        place, and the cluster would stay yellow.
+        """
+        settings = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+        for index in (self.throttle_index, self.deliveries_index):
+            if not self.client.indices.exists(index=index):
+                with contextlib.suppress(BadRequestError):  # made meanwhile by another worker
+                    self.client.indices.create(index=index, settings=settings)
 
     def claim_window(self, rule_id: str, bucket: int, alert_id: str) -> bool:
         """True if ``alert_id`` holds the rule's window ``bucket`` (now or from before)."""

@@ -294,6 +294,7 @@ class ElasticStore:
                 index=self.alerts_index,
                 properties=alerts["template"]["mappings"]["properties"],
             )
+        self.alert_state().ensure()
         return created
 
     # --- monthly indices behind aliases ------------------------------------------------

@@ -53,7 +53,8 @@ def rasd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [str(exe), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        # A free metrics port: another rasd on this machine may hold the default.
+        env={**os.environ, "COLUMNS": "200", "RASD_METRICS_PORT": str(free_port()), **(env or {})},
         check=False,
     )
 

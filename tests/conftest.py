@@ -7,12 +7,17 @@ they never skip, because a skipped server test proves nothing.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from pipeline.settings import Settings
+
+# Every `rasd` the suite starts serves no metrics port unless its test asks for
+# one: two processes at once would both want the default port.
+os.environ["RASD_METRICS_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ class Run:
     site: FixtureSite
     settings: Settings
 
-    def env(self) -> dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
             **os.environ,
             "RASD_NAMESPACE": self.namespace,
@@ -52,6 +52,7 @@ class Run:
             "RASD_RULES_FILE": str(self.rules),
             "RASD_DRAIN_TIMEOUT": "180",
             "COLUMNS": "200",
+            **(extra or {}),
         }
 
     def rasd(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -71,11 +72,11 @@ class Run:
         summary: dict[str, Any] = json.loads(done.stdout)
         return summary
 
-    def start(self) -> subprocess.Popen[str]:
-        """`rasd run` (continuous) in the background."""
+    def start(self, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """`rasd run --json` (continuous) in the background; ``extra``: more environment."""
         return subprocess.Popen(
-            [sys.executable, "-m", "rasd", "run"],
-            env=self.env(),
+            [sys.executable, "-m", "rasd", "run", "--json"],
+            env=self.env(extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
