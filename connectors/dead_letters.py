@@ -11,7 +11,7 @@ ended (:class:`DeadLetterReader` with a cursor group).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -133,14 +133,21 @@ def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list
         reader.close()
 
 
-def replay_dead_letters(producer: Producer, letters: Iterable[DeadLetter], dlq_topic: str) -> int:
-    """Send dead letters back to the topic they came from; return how many were sent.
+def replay_dead_letters(
+    producer: Producer,
+    letters: Iterable[DeadLetter],
+    dlq_topic: str,
+    advance: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Send dead letters back to the topic they came from; return how many were sent
+    (``advance(1)`` after each letter).
 
     The replayed record keeps its key and value and gains a ``rasd.replayed_from``
     header; idempotent sinks make a replay of something already processed harmless.
     """
     sent = 0
     for letter in letters:
+        advance(1)
         source = letter.headers.get("rasd.source.topic")
         if not source:
             continue

@@ -521,6 +521,14 @@ class ElasticStore:
         hits: list[dict[str, Any]] = response["hits"]["hits"]
         return hits
 
+    def count(self, filters: list[dict[str, Any]]) -> int:
+        """How many articles :meth:`scan` with ``filters`` would give."""
+        try:
+            response = self.client.count(index=self.alias, query={"bool": {"filter": filters}})
+        except NotFoundError:
+            return 0
+        return int(response["count"])
+
     def scan(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Every article document on the alias that matches ``filters``, in no order."""
         yield from helpers.scan(

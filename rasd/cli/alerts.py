@@ -20,7 +20,7 @@ from pipeline.errors import PermanentError, RasdError
 from pipeline.models import Alert
 from pipeline.rules import load_rule_set
 
-from .common import AsJson, Namespace, RulesFile, console, fail, out, settings_from
+from .common import AsJson, Namespace, RulesFile, console, fail, out, progress, settings_from
 
 app = typer.Typer(help="Raised alerts and their delivery.", no_args_is_help=True)
 
@@ -88,10 +88,11 @@ def resend(
     state: AlertStateIndex,
     report: ResendReport,
     say: Callable[[str], None],
+    advance: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Send each alert of ``rows`` again, through the :class:`DeliverySink` that the
     delivery stages use; each outcome replaces its record. ``say`` gets a line per
-    alert (rich markup), ``report`` the counts."""
+    alert (rich markup), ``report`` the counts, ``advance(1)`` each row done."""
 
     def told(name: str, alert: Alert, delivered: bool, error: str) -> None:
         report.sent, report.failed = report.sent + delivered, report.failed + (not delivered)
@@ -101,6 +102,7 @@ def resend(
     sinks: dict[str, DeliverySink] = {}
     try:
         for name, raw in rows:
+            advance(1)
             try:
                 alert = Alert.from_json(raw)
             except PermanentError as exc:  # a record written by an incompatible version
@@ -147,7 +149,8 @@ def alerts_resend(
         state = store.alert_state()
         rows = pending(state, destination)
         console.print(f"{len(rows)} undelivered alert(s) to send again")
-        resend(rows, specs, state, report, out.print)
+        with progress("sending alerts again", len(rows)) as bar:
+            resend(rows, specs, state, report, out.print, bar.advance)
     except RasdError as exc:  # Elasticsearch went away
         # The alert being sent when it failed may have gone out without its
         # record saying so; a later resend would then send it once more.

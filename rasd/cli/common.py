@@ -5,13 +5,24 @@ Every option shows the environment variable behind it in ``--help``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.models import OptionInfo
 
 from connectors.http import FetchResult, GuardedClient
@@ -44,6 +55,37 @@ def fail(exc: RasdError) -> NoReturn:
 def setup_logging(settings: Settings) -> None:
     """Logging in the configured format (``RASD_LOG_FORMAT``: console or json)."""
     configure_logging(settings, console)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """What :func:`progress` yields: ``advance(n)`` and ``total(n)`` (once it is known)."""
+
+    advance: Callable[[int], None]
+    total: Callable[[int], None]
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[Bar]:
+    """A progress bar on stderr for long work.
+
+    On a terminal it redraws in place; piped, rich prints only the final state,
+    so logs stay readable.
+    """
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield Bar(
+            lambda n: bar.advance(task, n),
+            lambda n: bar.update(task, total=n),
+        )
 
 
 def fetch_page(url: str) -> FetchResult:

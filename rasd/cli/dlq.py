@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from connectors.dead_letters import DeadLetter, DeadLetterReader, replay_dead_le
 from connectors.kafka import Producer, Topics
 from pipeline.settings import Settings
 
-from .common import AsJson, Namespace, console, out, settings_from
+from .common import AsJson, Namespace, console, out, progress, settings_from
 
 app = typer.Typer(
     help="The dead-letter topic: what failed, and replaying it.", no_args_is_help=True
@@ -43,7 +44,14 @@ def dead_letters(
             reader.close()
 
 
-def replay(settings: Settings, stage: str | None, reason: str | None, from_start: bool) -> int:
+def replay(
+    settings: Settings,
+    stage: str | None,
+    reason: str | None,
+    from_start: bool,
+    advance: Callable[[int], None] = lambda n: None,
+    total: Callable[[int], None] = lambda n: None,
+) -> int:
     """Send the matching letters back to their source topics; return how many were sent.
 
     Each replay starts where the previous one ended, unless ``from_start``.
@@ -54,7 +62,8 @@ def replay(settings: Settings, stage: str | None, reason: str | None, from_start
     producer = Producer(settings.kafka_servers, client_id="rasd-dlq-replay")
     try:
         letters = dead_letters(settings, stage, reason, reader=reader)
-        sent = replay_dead_letters(producer, letters, topics.dlq)
+        total(len(letters))
+        sent = replay_dead_letters(producer, letters, topics.dlq, advance)
         reader.mark_done()
         return sent
     finally:
@@ -112,5 +121,13 @@ def dlq_replay(
     """Send dead letters back to their source topic, e.g. once a fixed bug or a
     recovered site makes them processable. Each replay starts where the previous
     one ended (letters its filters skipped included), unless --from-start."""
-    sent = replay(settings_from(namespace=namespace), stage, reason, from_start)
+    with progress("replaying dead letters", None) as bar:
+        sent = replay(
+            settings_from(namespace=namespace),
+            stage,
+            reason,
+            from_start,
+            advance=bar.advance,
+            total=bar.total,
+        )
     console.print(f"replayed {sent} dead letter(s)")

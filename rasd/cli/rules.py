@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from .common import (
     fetch_page,
     matcher_from,
     out,
+    progress,
     settings_from,
 )
 
@@ -126,10 +127,17 @@ class IndexedArticle:
         )
 
 
-def backtest(store: ElasticStore, matcher: RuleMatcher, since: datetime) -> Iterator[Alert]:
+def backtest(
+    store: ElasticStore,
+    matcher: RuleMatcher,
+    since: datetime,
+    advance: Callable[[int], None] = lambda n: None,
+) -> Iterator[Alert]:
     """The alerts the rules would raise on the articles indexed since ``since``,
-    one per rule and article (nothing is alerted or delivered)."""
+    one per rule and article (nothing is alerted or delivered); ``advance(1)``
+    after each article read."""
     for doc in store.scan(filters(since, None)):
+        advance(1)
         src = doc["_source"]
         hits = matcher.match_fields(
             {"title": src.get("title") or "", "body": src.get("body") or ""},
@@ -175,10 +183,12 @@ def rules_backtest(
     clusters: dict[str, set[str]] = {}
     articles: dict[str, int] = {}
     try:
-        for alert in backtest(store, matcher, when):
-            clusters.setdefault(alert.rule_id, set()).add(alert.cluster_id)
-            articles[alert.rule_id] = articles.get(alert.rule_id, 0) + 1
-            print(json.dumps(backtest_line(alert), ensure_ascii=False))
+        total = store.count(filters(when, None))
+        with progress("matching the indexed articles", total) as advance:
+            for alert in backtest(store, matcher, when, advance.advance):
+                clusters.setdefault(alert.rule_id, set()).add(alert.cluster_id)
+                articles[alert.rule_id] = articles.get(alert.rule_id, 0) + 1
+                print(json.dumps(backtest_line(alert), ensure_ascii=False))
     except Exception as exc:  # the client's errors are many; all mean "cannot read the index"
         console.print(f"[bold red]error:[/] backtest failed: {escape(str(exc))}")
         raise typer.Exit(1) from None
