@@ -421,7 +421,7 @@ def test_mounted_setup_scripts_exist_and_parse() -> None:
             source = str(volume).split(":", 1)[0]
             if source.startswith("./"):
                 path = ROOT / source
-                assert path.is_file(), f"{name} mounts missing {source}"
+                assert path.exists(), f"{name} mounts missing {source}"
                 if path.suffix == ".sh" and bash:
                     subprocess.run([bash, "-n", str(path)], check=True)
 
@@ -601,3 +601,69 @@ def test_the_deploy_doc_does_not_limit_the_poller_to_one() -> None:
     text = " ".join(DEPLOY_DOC.read_text(encoding="utf-8").split())
     assert "RASD_POLLER_REPLICAS" in text
     assert not re.search(r"exactly one `?poller", text, re.IGNORECASE)
+
+
+# --- watching it ---------------------------------------------------------------------------
+
+PROMETHEUS = ROOT / "docker" / "prometheus"
+
+
+def long_running_rasd_services() -> dict[str, dict[str, Any]]:
+    """The rasd services that keep running (the one-shot setups exit)."""
+    return {
+        name: s
+        for name, s in services().items()
+        if str(s.get("image", "")).startswith("${RASD_IMAGE") and s.get("restart") != "no"
+    }
+
+
+def test_every_long_running_rasd_service_has_a_healthcheck_on_its_metrics_port() -> None:
+    workers = long_running_rasd_services()
+    assert set(workers) >= {"poller", "extract", "sign", "cluster", "enrich", "index", "alert"}
+    for name, service in workers.items():
+        check = " ".join(service["healthcheck"]["test"])
+        assert "http://127.0.0.1:9810/healthz" in check, name
+        env = service["environment"]
+        assert str(env["RASD_METRICS_PORT"]) == "9810", name
+        assert env["RASD_METRICS_ADDRESS"] == "0.0.0.0", name  # reachable by prometheus
+
+
+def test_prometheus_scrapes_every_worker_service_and_loads_the_rules() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "rasd")
+    names = {n for sd in job["dns_sd_configs"] for n in sd["names"]}
+    assert names == set(long_running_rasd_services())
+    assert {sd["port"] for sd in job["dns_sd_configs"]} == {9810}
+    assert config["rule_files"] == ["rules.yml"]
+    service = services()["prometheus"]
+    assert any(str(v).startswith("./docker/prometheus:") for v in service["volumes"])
+    assert service["ports"] == ["${PROMETHEUS_BIND:-127.0.0.1}:${PROMETHEUS_PORT:-9090}:9090"]
+
+
+def test_the_rules_name_only_metrics_rasd_serves() -> None:
+    from connectors.metrics import Stats
+
+    served = {m.name for m in Stats(process=False).registry.collect()}
+    served |= {"rasd_consumer_lag", "rasd_feeds", "rasd_feed_seconds_since_new_item"}
+    text = (PROMETHEUS / "rules.yml").read_text(encoding="utf-8")
+    used = set(re.findall(r"\b(rasd_[a-z_]+?)(?:_total|_bucket|_count|_sum)?\b", text))
+    assert used, "no rasd metric in the rules"
+    assert used <= served, used - served
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "config", "prometheus.yml"),
+        ("check", "rules", "rules.yml"),
+        ("test", "rules", "rules.test.yml"),
+    ],
+    ids=" ".join,
+)
+def test_promtool_accepts_the_checked_in_files(args: tuple[str, ...]) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: ./scripts/test installs Debian's prometheus package"
+    done = subprocess.run(
+        [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
