@@ -222,7 +222,7 @@ class Telemetry:
     loops: Callable[[], Iterable[Loop]] = lambda: ()
     #: Named checks for ``/readyz``: each returns None when fine, else what is wrong.
     checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
-    stall_seconds: float = 300.0
+    stall_seconds: float = 600.0
     check_ttl: float = 5.0
     _server: WSGIServer | None = None
     _checked: dict[str, tuple[float, str | None]] = field(default_factory=dict)

@@ -118,7 +118,11 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address the metrics port binds to (0.0.0.0: every interface)."
     )
     health_stall_seconds: float = Field(
-        300.0, gt=0, description="/healthz fails when a loop has not turned for this long."
+        600.0,
+        gt=0,
+        # Kafka's max.poll.interval of the stage workers: a loop that has not polled
+        # for that long has already been dropped from its group.
+        description="/healthz fails when a loop has not turned for this long.",
     )
     dedupe_window_days: float = Field(
         7.0, gt=0, description="Days an article stays a candidate for near-duplicate matching."

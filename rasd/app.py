@@ -356,6 +356,7 @@ class Runtime:
         try:
             while not self.stop.wait(report_every):
                 so_far = self.summary([], True, time.monotonic() - begin).as_dict()
+                del so_far["drained"]
                 log.info("so far: %s", ", ".join(f"{k} {v}" for k, v in so_far.items()))
         finally:
             health = self.feed_health()  # before the poller hands its feeds back
