@@ -91,6 +91,7 @@ class LagCollector(Collector):
                         bootstrap_servers=self.bootstrap,
                         client_id="rasd-metrics",
                         request_timeout_ms=5000,
+                        bootstrap_timeout_ms=5000,
                     )
                 rows = group_offsets(self._admin, self.groups())
             except Exception as exc:
@@ -184,6 +185,7 @@ class KafkaProbe:
                         bootstrap_servers=self.bootstrap,
                         client_id="rasd-health",
                         request_timeout_ms=5000,
+                        bootstrap_timeout_ms=5000,
                     )
                 brokers = self._admin.describe_cluster().get("brokers") or []
             except Exception as exc:

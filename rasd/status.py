@@ -135,6 +135,7 @@ def _kafka(status: Status, settings: Settings, topics: Topics, now: float) -> bo
             bootstrap_servers=settings.kafka_servers,
             client_id="rasd-status",
             request_timeout_ms=10_000,
+            bootstrap_timeout_ms=10_000,
         )
     except Exception as exc:
         status.kafka = {"ok": False, "detail": f"unreachable at {settings.kafka_servers}: {exc}"}

@@ -238,3 +238,30 @@ def test_servers_down_are_problems_and_dead_feeds_warnings() -> None:
         "4 dead letter(s)",
         "1 undelivered alert(s)",
     ]
+
+
+def test_status_with_both_servers_down_exits_1_naming_each() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "RASD_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "RASD_ES_URL": "http://127.0.0.1:1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rasd", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["healthy"] is False
+    kafka, es = report["problems"]
+    assert kafka.startswith("Kafka: unreachable at 127.0.0.1:1")
+    assert es.startswith("Elasticsearch: unreachable at http://127.0.0.1:1")
+    assert "Traceback" not in done.stderr
