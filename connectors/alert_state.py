@@ -12,7 +12,6 @@ again. It is made by :meth:`connectors.elastic.ElasticStore.alert_state`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -49,8 +48,11 @@ class AlertStateIndex:
         settings = {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
         for index in (self.throttle_index, self.deliveries_index):
             if not self.client.indices.exists(index=index):
-                with contextlib.suppress(BadRequestError):  # made meanwhile by another worker
+                try:
                     self.client.indices.create(index=index, settings=settings)
+                except BadRequestError as exc:
+                    if exc.error != "resource_already_exists_exception":
+                        raise  # anything but "made meanwhile by another worker"
 
     def claim_window(self, rule_id: str, bucket: int, alert_id: str) -> bool:
         """True if ``alert_id`` holds the rule's window ``bucket`` (now or from before)."""

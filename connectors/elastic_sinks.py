@@ -31,14 +31,9 @@ class ArticleSink(BufferedSink):
 
     name = "articles"
 
-    def __init__(
-        self,
-        store: ElasticStore,
-        clock: Callable[[], datetime],
-        on_indexed: Callable[[list[EnrichedArticle], datetime], None] | None = None,
-    ) -> None:
+    def __init__(self, store: ElasticStore, clock: Callable[[], datetime]) -> None:
         super().__init__()
-        self.store, self.clock, self.on_indexed = store, clock, on_indexed
+        self.store, self.clock = store, clock
 
     def flush(self) -> BatchResult:
         batch: list[tuple[Any, EnrichedArticle]] = self.take()
@@ -50,14 +45,16 @@ class ArticleSink(BufferedSink):
         failed = {a.id: exc for a, exc in report.failed}
         result.failed = [(source, failed[a.id]) for source, a in batch if a.id in failed]
         result.count("indexed", len(report.written))
-        if self.on_indexed is not None:
-            self.on_indexed([a for _, a in batch if a.id not in failed], now)
+        for _, article in batch:
+            if article.id not in failed:
+                result.fresh("indexed", (now - article.first_seen).total_seconds())
         return result
 
 
 class AlertLedger(BufferedSink):
     """Record raised alerts in the alerts index (outcomes ``alerts``, ``throttled``,
-    ``index_failed``); a new one whose rule names ``log`` goes to ``announce``."""
+    ``index_failed``); a new one whose rule names ``log`` goes to ``announce``, and
+    its ``age`` (seconds since its article was first seen) to the freshness metric."""
 
     name = "alerts"
 
@@ -66,11 +63,12 @@ class AlertLedger(BufferedSink):
         store: ElasticStore,
         logs: Callable[[Alert], bool],
         announce: Callable[[Alert], None],
-        on_raised: Callable[[Alert], None] | None = None,
+        age: Callable[[Alert], float | None] = lambda alert: None,
     ) -> None:
         super().__init__()
         self.store, self.logs, self.announce = store, logs, announce
-        self.on_raised = on_raised
+        #: Seconds since the alert's article was first seen (None: unknown).
+        self.age = age
 
     def flush(self) -> BatchResult:
         result = BatchResult()
@@ -89,8 +87,9 @@ class AlertLedger(BufferedSink):
                 result.count("throttled")
             elif created:
                 result.count("alerts")
-                if self.on_raised is not None:
-                    self.on_raised(alert)
+                age = self.age(alert)
+                if age is not None:
+                    result.fresh("alerted", age)
                 # Webhooks, Slack and email have their own consumer groups on the
                 # alerts topic (deliver-<name>); the log is immediate.
                 if self.logs(alert):

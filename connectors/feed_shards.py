@@ -297,7 +297,8 @@ class ShardedPoller:
         self.partitions: set[int] = set()
         self.assignments = 0
         self.handover_timeout = HANDOVER_TIMEOUT
-        #: Set once the poller group has assigned this instance its partitions.
+        #: Set while this instance is a member of the poller group (an instance with
+        #: no partition is a standby); cleared when a rebalance takes them away.
         self.ready = threading.Event()
         #: ``time.monotonic()`` of the loop's last turn (``/healthz`` checks it).
         self.heartbeat = time.monotonic()
@@ -310,6 +311,7 @@ class ShardedPoller:
     # --- rebalance callbacks (on kafka-python's network thread: keep them bounded) --
 
     def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.ready.clear()
         with self._handover:
             lost = {tp.partition for tp in revoked}
             urls = [url for url, p in self.owned.items() if p in lost]
@@ -361,6 +363,7 @@ class ShardedPoller:
                 sorted(numbers),
                 restored,
             )
+        self.ready.set()
 
     # --- the loop ------------------------------------------------------------------
 
@@ -411,10 +414,7 @@ class ShardedPoller:
             consumer.subscribe([self.topics.feeds], listener=Listener())
             while not self.stop.is_set():
                 self.heartbeat = time.monotonic()
-                polled = consumer.poll(timeout_ms=500)
-                if not self.ready.is_set() and consumer.assignment():
-                    self.ready.set()
-                for records in polled.values():
+                for records in consumer.poll(timeout_ms=500).values():
                     for record in records:
                         self._apply(record)
         finally:

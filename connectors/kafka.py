@@ -291,10 +291,12 @@ class PartitionLag:
     end: int
     committed: int | None
     metadata: str = ""
+    #: The earliest offset still kept (where a group that never committed starts).
+    start: int = 0
 
     @property
     def lag(self) -> int:
-        return self.end - (self.committed if self.committed is not None else 0)
+        return self.end - (self.committed if self.committed is not None else self.start)
 
 
 def group_offsets(admin: KafkaAdminClient, groups: dict[str, str]) -> list[PartitionLag]:
@@ -309,23 +311,33 @@ def group_offsets(admin: KafkaAdminClient, groups: dict[str, str]) -> list[Parti
         ]
         for topic in set(groups.values())
     }
-    ends = admin.list_partition_offsets(
-        {tp: OffsetSpec.LATEST for tps in partitions.values() for tp in tps}
-    )
+    every = [tp for tps in partitions.values() for tp in tps]
+    ends = admin.list_partition_offsets(dict.fromkeys(every, OffsetSpec.LATEST))
     committed = admin.list_group_offsets({g: partitions[t] for g, t in groups.items()})
+    # A group that never committed starts at the earliest record still kept
+    # (auto_offset_reset=earliest), not at 0, which retention may have deleted.
+    starts: dict[TopicPartition, Any] = {}
+    if any(
+        (c := committed.get(g, {}).get(tp)) is None or c.offset < 0
+        for g, t in groups.items()
+        for tp in partitions[t]
+    ):
+        starts = admin.list_partition_offsets(dict.fromkeys(every, OffsetSpec.EARLIEST))
     rows = []
     for group, topic in groups.items():
         mine = committed.get(group, {})
         for tp in sorted(partitions[topic], key=lambda tp: tp.partition):
             done = mine.get(tp)
+            has = done is not None and done.offset >= 0
             rows.append(
                 PartitionLag(
                     group,
                     topic,
                     tp.partition,
                     ends[tp].offset,
-                    done.offset if done is not None and done.offset >= 0 else None,
+                    done.offset if has else None,
                     (done.metadata or "") if done is not None else "",
+                    start=starts[tp].offset if tp in starts else 0,
                 )
             )
     return rows
@@ -333,7 +345,12 @@ def group_offsets(admin: KafkaAdminClient, groups: dict[str, str]) -> list[Parti
 
 def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
     """Records not yet committed, per group, over its topic ({group: topic})."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-lag")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="rasd-lag",
+        request_timeout_ms=10_000,
+        bootstrap_timeout_ms=10_000,
+    )
     try:
         lag = dict.fromkeys(groups, 0)
         for row in group_offsets(admin, groups):

@@ -78,12 +78,20 @@ class Stats:
             ("destination", "outcome"),
             registry=self.registry,
         )
-        self.dedupe_window = Gauge(
-            "rasd_dedupe_window_articles",
-            "Articles in the near-duplicate window of this cluster worker.",
+        self.duplicates = Counter(
+            "rasd_duplicates",
+            "Articles the cluster stage found to be copies, by what they share "
+            "(url, body or near: the same story in other words).",
+            ("kind",),
             registry=self.registry,
         )
-        self.dedupe_window.set(0)
+        self.batch_retries = Counter(
+            "rasd_batch_retries",
+            "Batches a stage tried again because a server or sink was down.",
+            ("stage",),
+            registry=self.registry,
+        )
+        self._dedupe_window: Gauge | None = None
         if process:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -125,6 +133,24 @@ class Stats:
         histogram = self.freshness_seconds.labels(until)
         for s in seconds:
             histogram.observe(max(0.0, s))
+
+    def zero(self, stage: str, outcomes: Iterable[str]) -> None:
+        """Export ``stage``'s ``outcomes`` at 0 from the start, so that ``rate()`` and
+        ``increase()`` see the first increments after a restart."""
+        for outcome in outcomes:
+            self.messages.labels(stage, outcome)
+        self.batch_retries.labels(stage)
+
+    def window_size(self, articles: int) -> None:
+        """The near-duplicate window's size (only a cluster worker has one)."""
+        with self._lock:
+            if self._dedupe_window is None:
+                self._dedupe_window = Gauge(
+                    "rasd_dedupe_window_articles",
+                    "Articles in the near-duplicate window of this cluster worker.",
+                    registry=self.registry,
+                )
+        self._dedupe_window.set(articles)
 
     def register(self, collector: Collector) -> None:
         """Add a collector read at scrape time (lag, feed health)."""

@@ -7,10 +7,15 @@ thread of its own, next to two health endpoints:
 ``/healthz``
     200 while every loop of the process (each stage worker, the poller) has
     turned within ``RASD_HEALTH_STALL_SECONDS``; 503 naming the stalled ones.
-    An orchestrator restarts a process that fails it.
+    For a liveness probe (compose marks the container unhealthy; Kubernetes,
+    or an autoheal container, restarts it).
 ``/readyz``
-    200 once every loop has joined its consumer group and Kafka and
+    200 once every loop the process runs has started and is a member of its
+    consumer group (a standby with no partition counts), and Kafka and
     Elasticsearch answer; 503 naming what is missing.
+
+Prometheus sees the same: ``rasd_loop_heartbeat_timestamp_seconds{loop}`` is
+when each loop last turned.
 
 Both answer a small JSON object. The collectors here are read at scrape time:
 the consumer lag of the process's groups (:class:`LagCollector`) and the
@@ -65,64 +70,85 @@ class Loop(Protocol):
 class LagCollector(Collector):
     """``rasd_consumer_lag{group,topic,partition}``: records not yet committed.
 
-    One admin client, made on first use and again after a failure; the answer is
-    kept ``ttl`` seconds, so that frequent scrapes do not load the broker. A
-    failed read yields ``rasd_consumer_lag_up 0`` and no lag (a scrape never fails).
+    A thread of its own reads the lag every ``every`` seconds through one admin
+    client (made again after a failure), so a scrape only reads the last answer
+    and never waits on Kafka. ``rasd_consumer_lag_up`` is 0, and no lag is
+    served, when the last read failed or is older than three periods.
     """
 
     def __init__(
-        self, bootstrap: str, groups: Callable[[], dict[str, str]], ttl: float = 5.0
+        self, bootstrap: str, groups: Callable[[], dict[str, str]], every: float = 5.0
     ) -> None:
-        self.bootstrap, self.groups, self.ttl = bootstrap, groups, ttl
+        self.bootstrap, self.groups, self.every = bootstrap, groups, every
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
-        self._cached: tuple[float, list[Any]] | None = None
+        self._rows: list[Any] = []
+        self._read_at: float | None = None
+        self._failing = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def describe(self) -> list[Metric]:
         return []  # read at scrape time: nothing to register up front
 
-    def rows(self) -> list[Any]:
-        with self._lock:
-            if self._cached is not None and time.monotonic() - self._cached[0] < self.ttl:
-                return self._cached[1]
-            try:
-                if self._admin is None:
-                    self._admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap,
-                        client_id="rasd-metrics",
-                        request_timeout_ms=5000,
-                        bootstrap_timeout_ms=5000,
-                    )
-                rows = group_offsets(self._admin, self.groups())
-            except Exception as exc:
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="lag", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self.every)
+
+    def refresh(self) -> None:
+        """Read the lag now (the thread does it every period)."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap,
+                    client_id="rasd-metrics",
+                    request_timeout_ms=5000,
+                    bootstrap_timeout_ms=5000,
+                )
+            rows = group_offsets(self._admin, self.groups())
+        except Exception as exc:
+            if not self._failing:  # once per outage, not every period
                 log.warning("consumer lag unavailable: %s", exc)
-                self.close_admin()
-                raise
-            self._cached = (time.monotonic(), rows)
-            return rows
+            self._failing = True
+            self._close_admin()
+            return
+        self._failing = False
+        with self._lock:
+            self._rows, self._read_at = rows, time.monotonic()
 
     def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            rows, read_at = self._rows, self._read_at
+        fresh = read_at is not None and time.monotonic() - read_at < 3 * self.every
         up = GaugeMetricFamily(
-            "rasd_consumer_lag_up", "1 if the last read of the consumer lag succeeded."
+            "rasd_consumer_lag_up", "1 if the consumer lag was read in the last three periods."
         )
+        up.add_metric([], 1 if fresh else 0)
+        yield up
+        if not fresh:
+            return
         lag = GaugeMetricFamily(
             "rasd_consumer_lag",
             "Records in a partition not yet committed by the stage's consumer group.",
             labels=("group", "topic", "partition"),
         )
-        try:
-            rows = self.rows()
-        except Exception:
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
         for row in rows:
             lag.add_metric([row.group, row.topic, str(row.partition)], row.lag)
-        yield up
         yield lag
 
-    def close_admin(self) -> None:
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self._close_admin()
+
+    def _close_admin(self) -> None:
         if self._admin is not None:
             try:
                 self._admin.close()
@@ -139,8 +165,8 @@ def feed_health(state: FeedState) -> str:
 
 
 class FeedHealthCollector(Collector):
-    """``rasd_feeds{state}`` and ``rasd_feed_seconds_since_new_item{feed}`` of the
-    feeds this process polls."""
+    """``rasd_feeds{state}`` and ``rasd_feed_last_new_item_timestamp_seconds{feed}``
+    of the feeds this process polls."""
 
     def __init__(self, states: Callable[[], Iterable[FeedState]]) -> None:
         self.states = states
@@ -149,17 +175,16 @@ class FeedHealthCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        now = time.time()
         counts = dict.fromkeys(("ok", "failing", "dead"), 0)
         since = GaugeMetricFamily(
-            "rasd_feed_seconds_since_new_item",
-            "Seconds since a feed last listed an item rasd had not seen.",
+            "rasd_feed_last_new_item_timestamp_seconds",
+            "When a feed last listed an item rasd had not seen (Unix time).",
             labels=("feed",),
         )
         for state in list(self.states()):
             counts[feed_health(state)] += 1
             if state.new_item_times:
-                since.add_metric([state.url], max(0.0, now - max(state.new_item_times)))
+                since.add_metric([state.url], max(state.new_item_times))
         feeds = GaugeMetricFamily(
             "rasd_feeds", "Feeds polled by this process, by health.", labels=("state",)
         )
@@ -226,11 +251,14 @@ class Telemetry:
     checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
     stall_seconds: float = 600.0
     check_ttl: float = 5.0
+    #: How many loops the process will run: until they exist it is "starting".
+    expected: int = 0
     _server: WSGIServer | None = None
     _checked: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     def start(self, address: str, port: int) -> int:
         """Serve on ``address:port`` (0: any free port); the port it listens on."""
+        self.stats.register(_Heartbeats(self.loops))
         metrics = make_wsgi_app(self.stats.registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -277,9 +305,13 @@ class Telemetry:
         return {"ok": not stalled, "problems": stalled}
 
     def readiness(self) -> dict[str, Any]:
-        problems = [
-            f"{_name(loop)} has not joined its group"
-            for loop in self.loops()
+        loops = list(self.loops())
+        problems = []
+        if len(loops) < self.expected:
+            problems.append(f"starting: {len(loops)} of {self.expected} loop(s) running")
+        problems += [
+            f"{_name(loop)} is not a member of its group"
+            for loop in loops
             if not loop.ready.is_set()
         ]
         problems += [f"{name}: {wrong}" for name, wrong in self._run_checks() if wrong]
@@ -304,6 +336,27 @@ class Telemetry:
         status = "200 OK" if verdict["ok"] else "503 Service Unavailable"
         start_response(status, [("Content-Type", "application/json")])
         return [json.dumps(verdict, ensure_ascii=False).encode() + b"\n"]
+
+
+class _Heartbeats(Collector):
+    """``rasd_loop_heartbeat_timestamp_seconds{loop}``: when each loop last turned."""
+
+    def __init__(self, loops: Callable[[], Iterable[Loop]]) -> None:
+        self.loops = loops
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        beats = GaugeMetricFamily(
+            "rasd_loop_heartbeat_timestamp_seconds",
+            "When a loop of this process (a stage worker, the poller) last turned (Unix time).",
+            labels=("loop",),
+        )
+        wall, mono = time.time(), time.monotonic()
+        for loop in list(self.loops()):
+            beats.add_metric([_name(loop)], wall - (mono - loop.heartbeat))
+        yield beats
 
 
 def _name(loop: Loop) -> str:

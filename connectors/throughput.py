@@ -73,4 +73,6 @@ def recent_rate(committed: int | None, metadata: str, now: float | None = None) 
     now = time.time() if now is None else now
     if sample.commit_time < now - WINDOW:
         return 0.0  # nothing committed in the last minute
-    return max(0, committed - sample.base_offset) / max(now - sample.base_time, WINDOW)
+    # Both times are the worker's clock: a skew with the reader's does not matter.
+    span = max(sample.commit_time - sample.base_time, WINDOW)
+    return max(0, committed - sample.base_offset) / span

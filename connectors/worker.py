@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.errors import PermanentError, RetriableError
@@ -76,9 +76,15 @@ class BatchResult:
     failed: list[tuple[Any, PermanentError]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     writes: dict[str, list[tuple[Any, Any]]] = field(default_factory=dict)
+    #: Seconds from first sighting, per milestone (``indexed``, ``alerted``): the
+    #: worker records them once the batch is committed, so a retry counts nothing twice.
+    freshness: dict[str, list[float]] = field(default_factory=dict)
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    def fresh(self, until: str, seconds: float) -> None:
+        self.freshness.setdefault(until, []).append(seconds)
 
     def write(self, sink: str, source: Any, value: Any) -> None:
         self.writes.setdefault(sink, []).append((source, value))
@@ -90,6 +96,8 @@ class BatchResult:
             self.count(outcome, n)
         for sink, items in other.writes.items():
             self.writes.setdefault(sink, []).extend(items)
+        for until, seconds in other.freshness.items():
+            self.freshness.setdefault(until, []).extend(seconds)
 
 
 class Sink(Protocol):
@@ -234,8 +242,11 @@ class StageWorker:
         self.stop = stop
         self.max_records = max_records
         self.sinks = {sink.name: sink for sink in sinks}
-        #: Set once the group has assigned this worker its partitions.
+        #: Set while this worker is a member of its group (with partitions, or as a
+        #: standby with none); cleared when a rebalance takes them away.
         self.ready = threading.Event()
+        #: The partitions the group gave this worker (empty: a standby).
+        self.assigned: set[TopicPartition] = set()
         #: ``time.monotonic()`` of the loop's last turn (``/healthz`` checks it).
         self.heartbeat = time.monotonic()
         self._consumer: KafkaConsumer | None = None
@@ -244,8 +255,7 @@ class StageWorker:
     @property
     def consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                self.source,
+            consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
                 group_id=self.group,
                 client_id=f"rasd-{self.stage}",
@@ -255,7 +265,19 @@ class StageWorker:
                 # trafilatura on a large page can take seconds; a batch may take minutes.
                 max_poll_interval_ms=600_000,
             )
+            consumer.subscribe([self.source], listener=_Membership(self))
+            self._consumer = consumer
         return self._consumer
+
+    def _assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        self.assigned = set(partitions)
+        self.ready.set()
+
+    def _revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._rates.pop(tp, None)  # a partition that comes back starts a new window
+        self.assigned -= set(partitions)
+        self.ready.clear()
 
     def run(self) -> None:
         """Loop until ``stop`` is set; never dies on a bad record."""
@@ -265,8 +287,6 @@ class StageWorker:
                 while not self.stop.is_set():
                     self.heartbeat = time.monotonic()
                     polled = self.consumer.poll(timeout_ms=500)
-                    if not self.ready.is_set() and self.consumer.assignment():
-                        self.ready.set()
                     records = [r for batch in polled.values() for r in batch]
                     if records:
                         self.process(records)
@@ -285,7 +305,7 @@ class StageWorker:
             except RetriableError as exc:
                 # The whole batch failed (a sink is down): nothing is committed, and
                 # the batch is tried again; idempotent sinks make the retry safe.
-                self.stats.inc(self.stage, "retried")
+                self.stats.batch_retries.labels(self.stage).inc()
                 delay = backoff(attempt, 1.0, 30.0)
                 log.warning(
                     "%s: batch of %d failed (%s); retrying in %.1fs",
@@ -302,6 +322,8 @@ class StageWorker:
             self.stats.inc(self.stage, outcome, n)
         self.stats.inc(self.stage, "dlq", len(result.failed))
         self._commit(records)
+        for until, seconds in result.freshness.items():
+            self.stats.fresh(until, seconds)
         self.stats.batch_took(self.stage, time.monotonic() - began)
 
     def _handle(self, records: list[Any]) -> BatchResult:
@@ -356,6 +378,8 @@ class StageWorker:
             refused.extend(report.failed)
             for outcome, n in report.outcomes.items():
                 result.count(outcome, n)
+            for until, seconds in report.freshness.items():
+                result.freshness.setdefault(until, []).extend(seconds)
         if refused:
             for record, error in refused:
                 self._dead_letter(record, error)
@@ -395,6 +419,20 @@ class StageWorker:
             log.warning("%s: commit failed: %r", self.stage, exc)
 
     def close(self) -> None:
+        self.ready.clear()
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+class _Membership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells a :class:`StageWorker` when the group gives and takes its partitions."""
+
+    def __init__(self, worker: StageWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.worker._revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker._assigned(assigned)

@@ -139,11 +139,11 @@ class Runtime:
         """The names of the ``deliver-<name>`` stages the rules call for."""
         return tuple(s.name for s in self.stages() if s.name.startswith(DELIVER_PREFIX))
 
-    def telemetry(self, stages: tuple[str, ...], polls: bool) -> Telemetry:
+    def telemetry(self, stages: tuple[str, ...], polls: bool, loops: int) -> Telemetry:
         """The metrics and health endpoints of a process that runs ``stages`` (and the
-        poller, if ``polls``): the lag of those stages' groups, the health of the
-        feeds polled here, and /readyz's checks of Kafka and (for stages)
-        Elasticsearch."""
+        poller, if ``polls``) in ``loops`` loops: the lag of those stages' groups,
+        the health of the feeds polled here, and /readyz's checks of Kafka and
+        (for stages) Elasticsearch."""
         settings = self.settings
         kafka = KafkaProbe(settings.kafka_servers)
         self._closers.append(kafka.close)
@@ -156,15 +156,18 @@ class Runtime:
                 if s.name in stages
             }
             lag = LagCollector(settings.kafka_servers, lambda: groups)
-            self._closers.append(lag.close_admin)
+            self._closers.append(lag.close)
             self.stats.register(lag)
+            lag.start()
         if polls:
-            self.stats.register(FeedHealthCollector(lambda: self.feed_state.all().values()))
+            states = self.feed_state  # made here, not first on a scrape's thread
+            self.stats.register(FeedHealthCollector(lambda: states.all().values()))
         return Telemetry(
             self.stats,
             lambda: list(self.loops),
             checks,
             stall_seconds=settings.health_stall_seconds,
+            expected=loops,
         )
 
     def _elasticsearch_problem(self) -> str | None:
@@ -182,6 +185,7 @@ class Runtime:
             raise ValueError(f"unknown stage {name!r}")
         producer = self.producer(stage.name)
         parts = stage.build(self.context, producer)
+        self.stats.zero(stage.name, ("dlq", *stage.outcomes))
         worker = StageWorker(
             stage.name,
             self.settings.kafka_servers,

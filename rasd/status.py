@@ -122,11 +122,14 @@ def collect(settings: Settings, now: float | None = None) -> Status:
     return status
 
 
-def _stages(settings: Settings) -> tuple[Stage, ...]:
+def _stages(status: Status, settings: Settings) -> tuple[Stage, ...]:
     try:
         return stages_for(load_rule_set(settings.rules_path).rules)
-    except Exception:
-        return STAGES  # an unreadable rules file must not hide the pipeline's state
+    except Exception as exc:
+        # An unreadable rules file must not hide the pipeline's state; only the
+        # delivery stages, which the rules name, are then unknown.
+        status.unknown["delivery stages"] = f"the rules file cannot be read: {exc}"
+        return STAGES
 
 
 def _kafka(status: Status, settings: Settings, topics: Topics, now: float) -> bool:
@@ -144,7 +147,7 @@ def _kafka(status: Status, settings: Settings, topics: Topics, now: float) -> bo
         brokers = admin.describe_cluster().get("brokers") or []
         status.kafka = {"ok": bool(brokers), "brokers": len(brokers)}
         existing = set(admin.list_topics())
-        stages = [s for s in _stages(settings) if s.source_topic(topics) in existing]
+        stages = [s for s in _stages(status, settings) if s.source_topic(topics) in existing]
         groups = {s.group_id(topics): s.source_topic(topics) for s in stages}
         rows = group_offsets(admin, groups) if groups else []
         members = group_members(admin, groups) if groups else {}

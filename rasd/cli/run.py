@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import logging
 import os
 import signal
 import threading
@@ -34,6 +35,8 @@ from .common import (
 
 __all__ = ["WORKER_STAGES", "demo", "reset", "run", "run_stage", "serve_telemetry", "worker"]
 
+log = logging.getLogger("rasd")
+
 
 def runtime(settings: Settings) -> Runtime:
     """The runtime for ``settings``; a bad feeds or rules file exits 1 with the reason."""
@@ -43,12 +46,15 @@ def runtime(settings: Settings) -> Runtime:
         fail(exc)
 
 
-def serve_telemetry(rt: Runtime, stages: tuple[str, ...], polls: bool) -> Telemetry | None:
-    """Serve /metrics, /healthz and /readyz on ``RASD_METRICS_PORT`` (None when it is 0)."""
+def serve_telemetry(
+    rt: Runtime, stages: tuple[str, ...], polls: bool, loops: int
+) -> Telemetry | None:
+    """Serve /metrics, /healthz and /readyz on ``RASD_METRICS_PORT`` (None when it is 0)
+    for a process that runs ``stages`` (and polls, if ``polls``) in ``loops`` loops."""
     settings = rt.settings
     if not settings.metrics_port:
         return None
-    telemetry = rt.telemetry(stages, polls)
+    telemetry = rt.telemetry(stages, polls, loops)
     try:
         telemetry.start(settings.metrics_address, settings.metrics_port)
     except RasdError as exc:
@@ -88,12 +94,14 @@ def run(
     rt = runtime(settings)
 
     def on_signal(signum: int, frame: object) -> None:
-        console.print(f"signal {signum}: finishing the current batches, then stopping")
+        log.info("signal %d: finishing the current batches, then stopping", signum)
         rt.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    telemetry = serve_telemetry(rt, tuple(s.name for s in rt.stages()), polls=True)
+    stages = tuple(s.name for s in rt.stages())
+    # --once polls from this thread; the continuous run adds a poller loop.
+    telemetry = serve_telemetry(rt, stages, polls=True, loops=len(stages) + (not once))
     try:
         if not once:
             # Runs until SIGTERM or Ctrl-C, then prints the summary of the whole run.
@@ -161,7 +169,7 @@ def run_stage(
     if stage == "deliver":
         stages = delivery_workers(rt, destinations)
         if not stages:
-            console.print(
+            log.info(
                 "the rules name no destination besides the built-ins "
                 "(alerts topic, alerts index, log): nothing to deliver"
             )
@@ -204,7 +212,8 @@ def worker(
     signal.signal(signal.SIGTERM, lambda *_: rt.stop.set())
     threads: list[threading.Thread] = []
     served = delivery_workers(rt, destination) if name == "deliver" else (name,)
-    telemetry = serve_telemetry(rt, () if name == "poll" else served, polls=name == "poll")
+    polls = name == "poll"
+    telemetry = serve_telemetry(rt, () if polls else served, polls, loops=len(served))
     try:
         rt.prepare()
         with contextlib.suppress(KeyboardInterrupt):
@@ -212,9 +221,9 @@ def worker(
     except RasdError as exc:
         fail(exc)
     finally:
-        rt.shutdown(threads)
         if telemetry is not None:
             telemetry.stop()
+        rt.shutdown(threads)
 
 
 def reset(

@@ -35,12 +35,11 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         log_destination.send(alert)
         ctx.stats.delivered(log_destination.name, "delivered")
 
-    def raised(alert: Alert) -> None:
-        seen = first_seen.pop(alert.id, None)
-        if seen is not None:
-            ctx.stats.fresh("alerted", [(ctx.clock() - seen).total_seconds()])
+    def age(alert: Alert) -> float | None:
+        seen = first_seen.get(alert.id)
+        return None if seen is None else (ctx.clock() - seen).total_seconds()
 
-    ledger = AlertLedger(ctx.store, logs, announce, raised)
+    ledger = AlertLedger(ctx.store, logs, announce, age)
 
     def matches_of(article: EnrichedArticle) -> list[RuleMatch]:
         if article.rule_matches or not article.matched_rules:
@@ -83,4 +82,5 @@ STAGE = Stage(
     outputs=("alerts",),
     build=build,
     about="raise one alert per (rule, story cluster), recorded in the alerts index",
+    outcomes=("checked", "alerts"),
 )

@@ -105,6 +105,8 @@ class Stage:
     group: str | None = None
     aliases: tuple[str, ...] = ()
     about: str = ""
+    #: Outcomes it counts that /metrics shows at 0 from the start (``dlq`` always).
+    outcomes: tuple[str, ...] = ()
 
     def group_id(self, topics: Topics) -> str:
         return topics.group(self.group or self.name)

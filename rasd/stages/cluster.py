@@ -31,15 +31,15 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     window = NearDuplicateIndex(ctx.near_config)
     deduper = Deduper(state, window)
     state.load()
-    ctx.stats.dedupe_window.set(len(window))
+    ctx.stats.window_size(len(window))
 
     def check(record: Any) -> list[Output]:
         signed = SignedArticle.from_json(record.value)
         verdict = deduper.check(signed, deduper.keys_of(signed))
-        ctx.stats.dedupe_window.set(len(window))
+        ctx.stats.window_size(len(window))
         if verdict.is_duplicate:
             ctx.stats.inc("cluster", "duplicate")
-            ctx.stats.inc("cluster", f"duplicate_{verdict.duplicate_kind}")
+            ctx.stats.duplicates.labels(verdict.duplicate_kind).inc()
         return [Output(ctx.topics.deduped, verdict.id, verdict.to_json())]
 
     inner = per_record(check)
@@ -59,4 +59,5 @@ STAGE = Stage(
     outputs=("deduped", "dedupe_state"),
     build=build,
     about="decide each article's dedupe verdict and story cluster (a single writer)",
+    outcomes=("ok", "duplicate"),
 )

@@ -63,4 +63,5 @@ def delivery_stage(destination: str) -> Stage:
         # batches keep each poll well inside Kafka's max.poll.interval.ms.
         batch=5,
         about=f"deliver alerts to {destination}",
+        outcomes=("delivered", "undelivered"),
     )

@@ -22,4 +22,5 @@ STAGE = Stage(
     outputs=("enriched",),
     build=build,
     about="detect the language, normalize the text, match the watch rules",
+    outcomes=("ok",),
 )

@@ -40,4 +40,5 @@ STAGE = Stage(
     # extract stage takes small batches: its outputs leave at each batch's end.
     batch=8,
     about="fetch each item's page (robots.txt, per-host politeness) and extract the article",
+    outcomes=("ok",),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from connectors.elastic_sinks import ArticleSink
@@ -14,10 +13,7 @@ from .base import Stage, StageContext, StageParts, decode_each
 
 
 def build(ctx: StageContext, producer: Producer) -> StageParts:
-    def indexed(articles: list[EnrichedArticle], now: datetime) -> None:
-        ctx.stats.fresh("indexed", ((now - a.first_seen).total_seconds() for a in articles))
-
-    sink = ArticleSink(ctx.store, ctx.clock, indexed)
+    sink = ArticleSink(ctx.store, ctx.clock)
 
     def handler(records: list[Any]) -> BatchResult:
         result = BatchResult()
@@ -34,4 +30,5 @@ STAGE = Stage(
     outputs=(),
     build=build,
     about="bulk-index each article into its monthly index (id = article id: idempotent)",
+    outcomes=("indexed",),
 )

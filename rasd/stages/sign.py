@@ -29,4 +29,5 @@ STAGE = Stage(
     group="dedupe",
     aliases=("dedupe",),
     about="compute each article's dedupe keys (body hash, MinHash), on any number of workers",
+    outcomes=("ok",),
 )

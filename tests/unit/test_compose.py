@@ -641,14 +641,44 @@ def test_prometheus_scrapes_every_worker_service_and_loads_the_rules() -> None:
 
 
 def test_the_rules_name_only_metrics_rasd_serves() -> None:
-    from connectors.metrics import Stats
-
-    served = {m.name for m in Stats(process=False).registry.collect()}
-    served |= {"rasd_consumer_lag", "rasd_feeds", "rasd_feed_seconds_since_new_item"}
+    served = served_metrics()
     text = (PROMETHEUS / "rules.yml").read_text(encoding="utf-8")
     used = set(re.findall(r"\b(rasd_[a-z_]+?)(?:_total|_bucket|_count|_sum)?\b", text))
     assert used, "no rasd metric in the rules"
     assert used <= served, used - served
+
+
+def served_metrics() -> set[str]:
+    """Every metric family a rasd process can serve, from the real collectors."""
+    import threading
+    import time
+
+    from connectors.kafka import PartitionLag
+    from connectors.metrics import Stats
+    from connectors.telemetry import FeedHealthCollector, LagCollector, Telemetry
+    from pipeline.schedule import FeedState
+
+    stats = Stats()
+    stats.window_size(0)
+    lag = LagCollector("127.0.0.1:1", dict)
+    lag._rows, lag._read_at = [PartitionLag("g", "t", 0, 1, 0)], time.monotonic()
+    stats.register(lag)
+    stats.register(FeedHealthCollector(lambda: [FeedState("u", new_item_times=(1.0,))]))
+
+    class Loop:
+        stage, heartbeat, ready = "x", time.monotonic(), threading.Event()
+
+    telemetry = Telemetry(stats, lambda: [Loop()])
+    telemetry.start("127.0.0.1", 0)
+    telemetry.stop()
+    return {m.name for m in stats.registry.collect()}
+
+
+def test_the_operations_doc_names_only_metrics_rasd_serves() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(rasd_[a-z_]+?)(?:_total|_bucket|_count|_sum)?[`{]", text))
+    assert len(named) >= 10, named
+    assert named <= served_metrics(), named - served_metrics()
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,25 @@ def test_counts_are_the_prometheus_counters() -> None:
     assert value == 3
 
 
+def test_zeroed_outcomes_are_served_but_not_summarised() -> None:
+    stats = Stats(process=False)
+    stats.zero("index", ("dlq", "indexed"))
+    assert (
+        stats.registry.get_sample_value(
+            "rasd_messages_total", {"stage": "index", "outcome": "indexed"}
+        )
+        == 0
+    )
+    assert stats.snapshot() == {}  # a summary lists what happened, not what could
+
+
+def test_only_a_cluster_worker_serves_the_window_size() -> None:
+    stats = Stats(process=False)
+    assert stats.registry.get_sample_value("rasd_dedupe_window_articles") is None
+    stats.window_size(42)
+    assert stats.registry.get_sample_value("rasd_dedupe_window_articles") == 42
+
+
 def test_two_registries_never_share_a_count() -> None:
     a, b = Stats(process=False), Stats(process=False)
     a.inc("poll", "items", 5)
@@ -81,9 +100,9 @@ def test_feed_health_gauges() -> None:
     assert get("rasd_feeds", {"state": "ok"}) == 1
     assert get("rasd_feeds", {"state": "failing"}) == 1
     assert get("rasd_feeds", {"state": "dead"}) == 1
-    since = get("rasd_feed_seconds_since_new_item", {"feed": "https://a/feed"})
-    assert since is not None and 119 <= since < 200
-    assert get("rasd_feed_seconds_since_new_item", {"feed": "https://b/feed"}) is None
+    since = get("rasd_feed_last_new_item_timestamp_seconds", {"feed": "https://a/feed"})
+    assert since == now - 120
+    assert get("rasd_feed_last_new_item_timestamp_seconds", {"feed": "https://b/feed"}) is None
 
 
 # --- the endpoints -------------------------------------------------------------------
@@ -94,16 +113,28 @@ def test_health_and_readiness_over_http() -> None:
     stats.inc("index", "indexed", 2)
     loop = FakeLoop("index")
     broken: dict[str, str | None] = {"kafka": None}
+    loops: list[FakeLoop] = []
     telemetry = Telemetry(
-        stats, lambda: [loop], {"kafka": lambda: broken["kafka"]}, stall_seconds=30, check_ttl=0
+        stats,
+        lambda: loops,
+        {"kafka": lambda: broken["kafka"]},
+        stall_seconds=30,
+        check_ttl=0,
+        expected=1,
     )
     port = telemetry.start("127.0.0.1", 0)
     base = f"http://127.0.0.1:{port}"
     try:
+        # Before the worker exists, the process is alive but not ready.
         assert get(f"{base}/healthz") == (200, {"ok": True, "problems": []})
         assert get(f"{base}/readyz") == (
             503,
-            {"ok": False, "problems": ["index has not joined its group"]},
+            {"ok": False, "problems": ["starting: 0 of 1 loop(s) running"]},
+        )
+        loops.append(loop)
+        assert get(f"{base}/readyz") == (
+            503,
+            {"ok": False, "problems": ["index is not a member of its group"]},
         )
         loop.ready.set()
         assert get(f"{base}/readyz") == (200, {"ok": True, "problems": []})
@@ -123,8 +154,13 @@ def test_health_and_readiness_over_http() -> None:
 
         status, text = get(f"{base}/metrics")
         assert status == 200 and isinstance(text, str)
-        families = {f.name for f in text_string_to_metric_families(text)}
-        assert {"rasd_messages", "rasd_stage_batch_seconds", "rasd_freshness_seconds"} <= families
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert {"rasd_messages", "rasd_stage_batch_seconds", "rasd_freshness_seconds"} <= set(
+            families
+        )
+        (beat,) = families["rasd_loop_heartbeat_timestamp_seconds"].samples
+        assert beat.labels == {"loop": "index"}
+        assert abs(beat.value - (time.time() - 31)) < 5
     finally:
         telemetry.stop()
 
@@ -162,6 +198,8 @@ def test_the_rate_over_the_last_minute() -> None:
     sample = CommitSample.decode(metadata)
     assert sample is not None and sample.base_time == t0 + 60  # a minute before the commit
     assert recent_rate(220, metadata, now=t0 + 120) == pytest.approx(1.0)
+    # The reader's clock 30 s ahead of the worker's changes nothing within the minute.
+    assert recent_rate(220, metadata, now=t0 + 150) == pytest.approx(1.0)
     # Idle for more than a minute since that commit: 0.
     assert recent_rate(220, metadata, now=t0 + 181) == 0.0
 
