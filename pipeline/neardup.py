@@ -40,6 +40,7 @@ __all__ = [
     "NearMatch",
     "compare",
     "decode_signature",
+    "decode_values",
     "encode_signature",
     "jaccard",
     "shingles",
@@ -116,10 +117,16 @@ def encode_signature(mh: MinHash) -> str:
     return base64.b64encode(mh.hashvalues.astype("<u4").tobytes()).decode("ascii")
 
 
-def decode_signature(data: str, config: NearDupConfig) -> MinHash:
-    values = np.frombuffer(base64.b64decode(data), dtype="<u4").astype(np.uint64)
+def decode_values(data: str, config: NearDupConfig) -> np.ndarray:
+    """The hash values of an encoded signature, as uint32 (what the index stores)."""
+    values = np.frombuffer(base64.b64decode(data), dtype="<u4")
     if len(values) != config.num_perm:
         raise ValueError(f"signature has {len(values)} values, expected {config.num_perm}")
+    return values.astype(np.uint32)
+
+
+def decode_signature(data: str, config: NearDupConfig) -> MinHash:
+    values = decode_values(data, config).astype(np.uint64)
     mh: MinHash = _datasketch().MinHash(
         num_perm=config.num_perm, seed=SEED, hashvalues=values, scheme=SCHEME
     )
