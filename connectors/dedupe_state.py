@@ -53,6 +53,7 @@ class KafkaDedupeState:
         self.memory = InMemoryDedupeState(max_entries)
         self.on_entry = on_entry
         self.window = window
+        self._since = 0  # record timestamps (ms) before this are outside the window
         self._consumer: KafkaConsumer | None = None
 
     def _reader(self) -> KafkaConsumer:
@@ -61,6 +62,8 @@ class KafkaDedupeState:
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 client_id="rasd-dedupe-state",
+                # A whole state at a restart: the default 500 is many round trips.
+                max_poll_records=10_000,
             )
             partitions = consumer.partitions_for_topic(self.topic) or set()
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
@@ -74,7 +77,7 @@ class KafkaDedupeState:
         if self.window is None or not tps:
             consumer.seek_to_beginning(*tps)
             return
-        since = int((time.time() - self.window.total_seconds()) * 1000)
+        since = self._since = int((time.time() - self.window.total_seconds()) * 1000)
         found = consumer.offsets_for_times(dict.fromkeys(tps, since))
         for tp in tps:
             at = found.get(tp)
@@ -99,8 +102,8 @@ class KafkaDedupeState:
         return read_to_end(self._reader(), self._apply)
 
     def _apply(self, record: Any) -> None:
-        if record.value is None or record.key is None:
-            return
+        if record.value is None or record.key is None or record.timestamp < self._since:
+            return  # a tombstone, or an entry written before the window (out of order)
         kind, _, key = record.key.decode().partition(":")
         try:
             entry = DedupeEntry(**json.loads(record.value))

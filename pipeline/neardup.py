@@ -355,6 +355,7 @@ class NearDuplicateIndex:
         n, p = self.BUFFER, self.config.num_perm
         self._buf_values = np.empty((n, p), dtype=np.uint32)
         self._buf_keys = np.empty((n, self.bands), dtype=np.uint32)
+        self._buf_keyed = 0  # buffered articles whose band keys are computed
         self._buf_seen = np.empty(n, dtype=np.int64)
         self._buf_ids: list[str] = []
         self._buf_clusters: list[str] = []
@@ -439,6 +440,7 @@ class NearDuplicateIndex:
             consider(seg.candidates(qkeys), seg.values, seg.seen, seg.ids, seg.clusters)
         n = len(self._buf_ids)
         if n:
+            self._key_buffer()
             hits = np.flatnonzero((self._buf_keys[:n] == qkeys).any(axis=1))
             consider(hits, self._buf_values, self._buf_seen, self._buf_ids, self._buf_clusters)
         if best is None:
@@ -463,7 +465,6 @@ class NearDuplicateIndex:
             return  # already outside the window: it would never be returned
         n = len(self._buf_ids)
         self._buf_values[n] = values
-        self._buf_keys[n] = band_keys(values, self.bands, self.rows)
         self._buf_seen[n] = seen
         self._buf_ids.append(article_id)
         self._buf_clusters.append(cluster_id)
@@ -497,7 +498,6 @@ class NearDuplicateIndex:
             k = len(rows)
             chunk = np.asarray(values[start : start + take], dtype=np.uint32)[rows]
             self._buf_values[n : n + k] = chunk
-            self._buf_keys[n : n + k] = band_keys(chunk, self.bands, self.rows)
             self._buf_seen[n : n + k] = seen[rows]
             ids, clusters = article_ids[start : start + take], cluster_ids[start : start + take]
             self._buf_ids.extend(ids[i] for i in rows.tolist())
@@ -506,9 +506,19 @@ class NearDuplicateIndex:
             if len(self._buf_ids) == self.BUFFER:
                 self._seal()
 
+    def _key_buffer(self) -> None:
+        """The band keys of the buffered articles that have none yet, in one pass
+        (an add only copies the values: a state load adds many between queries)."""
+        n = len(self._buf_ids)
+        if self._buf_keyed < n:
+            done = self._buf_keyed
+            self._buf_keys[done:n] = band_keys(self._buf_values[done:n], self.bands, self.rows)
+            self._buf_keyed = n
+
     def _seal(self) -> None:
         horizon = self._horizon()
         assert horizon is not None
+        self._key_buffer()
         segment = _Segment.build(
             self._buf_values.copy(),
             self._buf_seen.copy(),
@@ -517,6 +527,7 @@ class NearDuplicateIndex:
             self._buf_keys,
         )
         self._buf_ids, self._buf_clusters = [], []
+        self._buf_keyed = 0
         segments = [s for s in self._segments if s.inside(horizon)]
         segments.append(segment)
         while (
