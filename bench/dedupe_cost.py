@@ -1,40 +1,66 @@
-"""Cost of near-duplicate dedupe: time per article, and state memory for a million articles.
+"""Cost of near-duplicate dedupe: time per article, and the index's memory, at a full window.
 
 Builds synthetic articles by drawing sentences from the labelled texts
 (``tests/fixtures/dedupe``) and from the hand-gold bodies of
-``../shared/corpus/articles`` (read in place, never copied), fills a
-:class:`~pipeline.neardup.NearDuplicateIndex` with ``--fill`` of them, then
-times, for ``--measure`` more, the two steps the dedupe stage runs per article:
-the signature (canonical tokens, 3-shingles, MinHash) and the LSH query with
-its verification. Memory is measured with ``tracemalloc`` while the index is
-filled, and extrapolated linearly to one million articles; the persisted size
-(the changelog entry with its signature) is printed next to it. Run::
+``../shared/corpus/articles`` (read in place, never copied), then fills a
+near-duplicate index with ``--fill`` articles:
 
-    .venv/bin/python bench/dedupe_cost.py [--fill 20000] [--measure 2000]
+* ``--real`` of them (20,000 by default) are signatures of those articles,
+  made as the sign stage makes them, so that the timed queries meet real
+  candidates to verify;
+* the rest are **synthetic signatures drawn with numpy**: each of the 128
+  values is the minimum of as many uniform 32-bit hashes as the article has
+  shingles (150-600), which is how a MinHash value is distributed. Hashing a
+  million texts would take a quarter of an hour; the index only ever sees
+  the values.
+
+It then times, for ``--measure`` more real articles, the two steps the cluster
+stage runs per article against that full index: the signature (canonical
+tokens, 3-shingles, MinHash) and the LSH query with its verification, each
+article being added after its query. Memory is what ``tracemalloc`` sees the
+fill allocate, per article held (numpy reports its arrays to it), extrapolated
+linearly to one million and to the 7-day window at a million a day; the
+process's RSS is printed next to it, and the persisted size (the changelog
+entry with its signature).
+
+``--index compact`` (the default) is rasd's
+:class:`~pipeline.neardup.NearDuplicateIndex`; ``--index datasketch`` is the
+former index, datasketch's in-memory ``MinHashLSH``
+(:class:`~pipeline.neardup.DatasketchIndex`), for the side-by-side figures: it
+holds about 12 KB per article, so give it a smaller fill. Run::
+
+    .venv/bin/python bench/dedupe_cost.py [--fill 1000000] [--index compact|datasketch]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import random
 import re
+import resource
 import statistics
 import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.dedupe import DedupeEntry  # noqa: E402
 from pipeline.neardup import (  # noqa: E402  (the repository root is put on sys.path first)
+    DatasketchIndex,
     NearDupConfig,
     NearDuplicateIndex,
     encode_signature,
+    lsh_bands,
     signature,
     words_of,
 )
@@ -42,6 +68,8 @@ from tests.fixtures.dedupe.labelled import HERE, load_group  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "articles"
 T0 = datetime(2025, 11, 1, tzinfo=UTC)
+#: The target window: 7 days at a million articles a day.
+WINDOW_ARTICLES = 7_000_000
 
 
 def sentence_pool() -> list[str]:
@@ -59,45 +87,191 @@ def make_articles(pool: list[str], n: int, rng: random.Random) -> list[str]:
     return [". ".join(rng.sample(pool, rng.randint(8, min(30, len(pool))))) for _ in range(n)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fill", type=int, default=20_000, help="articles in the index first")
-    parser.add_argument("--measure", type=int, default=2_000, help="articles timed")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+def synthetic_values(n: int, num_perm: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` MinHash signatures of random articles of 150-600 shingles, as uint32.
 
-    config = NearDupConfig()
-    rng = random.Random(6)
-    pool = sentence_pool()
-    bodies = make_articles(pool, args.fill + args.measure, rng)
-    words = [len(words_of(b)) for b in bodies[: args.measure]]
+    The minimum of ``m`` uniform values in [0, 1) is ``1 - U ** (1 / m)``.
+    """
+    m = rng.integers(150, 600, size=(n, 1)).astype(np.float64)
+    u = rng.random((n, num_perm))
+    return np.floor((1.0 - u ** (1.0 / m)) * 2.0**32).astype(np.uint32)
 
-    # Fill, measuring what the index holds (signatures, LSH buckets, expiry heap).
-    index = NearDuplicateIndex(config)
-    sigs = [signature(words_of(b), config) for b in bodies[: args.fill]]
+
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux), else its peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fill_index(
+    index: NearDuplicateIndex | DatasketchIndex,
+    real: list[np.ndarray],
+    synthetic: int,
+    config: NearDupConfig,
+    rng: np.random.Generator,
+) -> None:
+    """``synthetic`` drawn signatures, then the ``real`` ones, one second apart."""
+    chunk = 50_000
+    for start in range(0, synthetic, chunk):
+        n = min(chunk, synthetic - start)
+        values = synthetic_values(n, config.num_perm, rng)
+        ids = [f"{i:032x}" for i in range(start, start + n)]
+        seen = [T0 + timedelta(seconds=i) for i in range(start, start + n)]
+        add_all(index, ids, values, seen)
+    ids = [f"r{i:031x}" for i in range(len(real))]
+    seen = [T0 + timedelta(seconds=synthetic + i) for i in range(len(real))]
+    add_all(index, ids, np.array(real, dtype=np.uint32).reshape(-1, config.num_perm), seen)
+
+
+def add_all(
+    index: NearDuplicateIndex | DatasketchIndex,
+    ids: list[str],
+    values: np.ndarray,
+    seen: list[datetime],
+) -> None:
+    if isinstance(index, NearDuplicateIndex):
+        micros = np.array(
+            [(s - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for s in seen]
+        )
+        index.add_many(ids, ids, values, micros)
+        return
+    from datasketch import MinHash
+
+    for key, row, when in zip(ids, values, seen, strict=True):
+        mh = MinHash(seed=1, hashvalues=row.astype(np.uint64), scheme="affine32")
+        index.add(key, key, mh, when)
+
+
+def quantile(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100)[p - 1]
+
+
+def measure(
+    kind: str,
+    fill: int,
+    real: list[np.ndarray],
+    timed: list[str],
+    config: NearDupConfig,
+) -> dict[str, Any]:
+    """Fill an index of ``kind`` to ``fill`` articles, then time the ``timed`` bodies."""
+    real = real[:fill]
+    index: NearDuplicateIndex | DatasketchIndex
+    index = NearDuplicateIndex(config) if kind == "compact" else DatasketchIndex(config)
+    gc.collect()
+    rss_before = rss_bytes()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    for i, sig in enumerate(sigs):
-        if sig is not None:
-            index.add(f"{i:032x}", f"{i:032x}", sig, T0 + timedelta(seconds=i))
+    t_fill = time.perf_counter()
+    fill_index(index, real, fill - len(real), config, np.random.default_rng(6))
+    fill_s = time.perf_counter() - t_fill
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    per_article = held / max(1, len(index))
+    rss_after = rss_bytes()
+    size = len(index)
+    per_article = held / max(1, size)
 
-    sign_ms, query_ms, total_ms = [], [], []
-    for j, body in enumerate(bodies[args.fill :]):
+    sign_ms, query_ms, total_ms, matches = [], [], [], 0
+    for j, body in enumerate(timed):
         t0 = time.perf_counter()
         sig = signature(words_of(body), config)
         t1 = time.perf_counter()
-        if sig is not None:
-            index.query(sig)
+        match = index.query(sig) if sig is not None else None
         t2 = time.perf_counter()
+        matches += match is not None
         if sig is not None:
-            seen = T0 + timedelta(seconds=args.fill + j)
+            seen = T0 + timedelta(seconds=fill + j)
             index.add(f"m{j:031x}", f"m{j:031x}", sig, seen)
         sign_ms.append((t1 - t0) * 1000)
         query_ms.append((t2 - t1) * 1000)
         total_ms.append((t2 - t0) * 1000)
+    rss_end = rss_bytes()
+    del index
+    gc.collect()
+    return {
+        "index": kind,
+        "fill": {"articles": size, "real": len(real), "synthetic": fill - len(real)},
+        "fill_seconds": round(fill_s, 1),
+        "articles_timed": len(query_ms),
+        "matches_found": matches,
+        "median_ms_signature": round(statistics.median(sign_ms), 3),
+        "median_ms_query": round(statistics.median(query_ms), 3),
+        "p95_ms_query": round(quantile(query_ms, 95), 3),
+        "median_ms_signature_plus_query": round(statistics.median(total_ms), 3),
+        "p95_ms_signature_plus_query": round(quantile(total_ms, 95), 3),
+        "memory_bytes_per_article": round(per_article),
+        "memory_gib_for_1M_articles": round(per_article * 1_000_000 / 2**30, 3),
+        "memory_gib_for_7M_window": round(per_article * WINDOW_ARTICLES / 2**30, 2),
+        "rss_mib_before_fill": round(rss_before / 2**20),
+        "rss_mib_after_fill": round(rss_after / 2**20),
+        "rss_mib_end": round(rss_end / 2**20),
+    }
+
+
+def print_report(r: dict[str, Any], config: NearDupConfig) -> None:
+    f = r["fill"]
+    print(
+        f"{r['index']} index of {f['articles']:,} articles ({f['real']:,} real, "
+        f"{f['synthetic']:,} synthetic signatures), filled in {r['fill_seconds']} s"
+    )
+    print(
+        f"  articles timed: {r['articles_timed']} real, {r['matches_found']} found a near-duplicate"
+    )
+    print(
+        f"  ms per article: query + verify median {r['median_ms_query']} "
+        f"(p95 {r['p95_ms_query']}); with the signature median "
+        f"{r['median_ms_signature_plus_query']} (p95 {r['p95_ms_signature_plus_query']}); "
+        "target p95 <= 10 ms"
+    )
+    print(
+        f"  memory: {r['memory_bytes_per_article']} bytes per article in the index (tracemalloc) "
+        f"-> {r['memory_gib_for_1M_articles']} GiB per 1,000,000, "
+        f"{r['memory_gib_for_7M_window']} GiB for a 7,000,000 window (linear extrapolation)"
+    )
+    print(
+        f"  RSS: {r['rss_mib_before_fill']} MiB before the fill, {r['rss_mib_after_fill']} MiB "
+        f"after, {r['rss_mib_end']} MiB after the timed articles"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fill", type=int, default=1_000_000, help="articles in the index first")
+    parser.add_argument(
+        "--real", type=int, default=20_000, help="of them, real articles' signatures"
+    )
+    parser.add_argument("--measure", type=int, default=2_000, help="real articles timed")
+    parser.add_argument("--index", choices=("compact", "datasketch"), default="compact")
+    parser.add_argument(
+        "--baseline-fill",
+        type=int,
+        default=0,
+        help="also run, in the same process, both indexes at this (smaller) fill, for the ratios",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    config = NearDupConfig(window=timedelta(days=3650))  # nothing expires during the bench
+    rng = random.Random(6)
+    pool = sentence_pool()
+    n_real = min(args.real, max(args.fill, args.baseline_fill))
+    bodies = make_articles(pool, n_real + args.measure, rng)
+    timed = bodies[n_real:]
+    real = []
+    for body in bodies[:n_real]:
+        sig = signature(words_of(body), config)
+        if sig is not None:
+            real.append(sig.hashvalues.astype(np.uint32))
+
+    runs = []
+    if args.baseline_fill:
+        for kind in ("datasketch", "compact"):
+            runs.append(measure(kind, args.baseline_fill, real, timed, config))
+    runs.append(measure(args.index, args.fill, real, timed, config))
 
     sample_sig = signature(words_of(bodies[0]), config)
     assert sample_sig is not None
@@ -109,50 +283,45 @@ def main() -> None:
         signature=encode_signature(sample_sig),
     )
     persisted = len(json.dumps(dataclasses.asdict(entry))) + len("url:") + 32
-
-    def q(values: list[float], p: float) -> float:
-        return statistics.quantiles(values, n=100)[int(p) - 1]
-
-    report = {
+    bands, rows = lsh_bands(config)
+    report: dict[str, Any] = {
         "config": {
             "shingle": config.shingle,
             "num_perm": config.num_perm,
             "lsh_threshold": config.lsh_threshold,
-            "lsh_bands_x_rows": f"{index._lsh.b}x{index._lsh.r}",
+            "lsh_bands_x_rows": f"{bands}x{rows}",
         },
-        "index_size": len(index),
-        "median_words_per_article": statistics.median(words),
-        "median_ms_signature": round(statistics.median(sign_ms), 3),
-        "median_ms_lsh_query": round(statistics.median(query_ms), 3),
-        "median_ms_signature_plus_query": round(statistics.median(total_ms), 3),
-        "p95_ms_signature_plus_query": round(q(total_ms, 95), 3),
-        "memory_bytes_per_article": round(per_article),
-        "memory_gib_for_1M_articles": round(per_article * 1_000_000 / 2**30, 2),
+        "median_words_per_timed_article": statistics.median(len(words_of(b)) for b in timed),
+        "runs": runs,
         "changelog_bytes_per_article": persisted,
-        "changelog_gib_for_1M_articles": round(persisted * 1_000_000 / 2**30, 2),
+        "changelog_gib_for_7M_window": round(persisted * WINDOW_ARTICLES / 2**30, 2),
     }
+    if args.baseline_fill:
+        old, new = runs[0], runs[1]
+        report["ratios_at_baseline_fill"] = {
+            "memory": round(old["memory_bytes_per_article"] / new["memory_bytes_per_article"], 1),
+            "median_query": round(old["median_ms_query"] / new["median_ms_query"], 1),
+            "p95_query": round(old["p95_ms_query"] / new["p95_ms_query"], 1),
+        }
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"index of {report['index_size']} articles; {config.shingle}-shingles, "
-        f"{config.num_perm} permutations, LSH {report['config']['lsh_bands_x_rows']} (bands x rows)"
+        f"{config.shingle}-shingles, {config.num_perm} permutations, LSH {bands}x{rows} "
+        f"(bands x rows); timed articles: median {report['median_words_per_timed_article']} words"
     )
-    print(f"articles timed: {args.measure}, median {report['median_words_per_article']} words")
-    print(
-        f"median ms per article: signature {report['median_ms_signature']}, "
-        f"LSH query + verify {report['median_ms_lsh_query']}, "
-        f"together {report['median_ms_signature_plus_query']} "
-        f"(p95 {report['p95_ms_signature_plus_query']}); target <= 10 ms"
-    )
-    print(
-        f"state memory: {report['memory_bytes_per_article']} bytes per article in the index "
-        f"-> {report['memory_gib_for_1M_articles']} GiB for 1,000,000 articles "
-        "(linear extrapolation, tracemalloc)"
-    )
+    for run in runs:
+        print_report(run, config)
+    if args.baseline_fill:
+        ratios = report["ratios_at_baseline_fill"]
+        print(
+            f"datasketch / compact at {args.baseline_fill:,} articles, same process: memory "
+            f"x{ratios['memory']}, median query x{ratios['median_query']}, "
+            f"p95 query x{ratios['p95_query']}"
+        )
     print(
         f"changelog: {persisted} bytes per article entry -> "
-        f"{report['changelog_gib_for_1M_articles']} GiB for 1,000,000 (before compression)"
+        f"{report['changelog_gib_for_7M_window']} GiB for a 7,000,000 window (before compression)"
     )
 
 

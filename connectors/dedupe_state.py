@@ -3,13 +3,15 @@
 Every new entry is written to ``<ns>.dedupe-state`` (key ``kind:key``, value
 the entry as JSON, with the article's MinHash under its own id) through the
 worker's own producer, so it is acknowledged before the worker commits the
-input that produced it. On start a worker reads the whole topic back into
-memory and hands each entry to ``on_entry`` (the deduper rebuilds its LSH index
-from the signatures); before each batch it reads the topic to its end again, so
-a worker that takes over the single clustering partition from another one
-decides with everything its predecessor wrote (``docs/dedupe.md``). Memory is
-bounded by :class:`InMemoryDedupeState`'s LRU limit and the LSH index's time
-window; compaction bounds the topic.
+input that produced it. On start a worker reads the topic back into memory,
+from the first entry written within the ``window`` (the record timestamps,
+through ``offsets_for_times``), and hands each entry to ``on_entry`` (the
+deduper rebuilds its LSH index from the signatures); before each batch it reads
+the topic to its end again, so a worker that takes over the single clustering
+partition from another one decides with everything its predecessor wrote
+(``docs/dedupe.md``). Memory is bounded by :class:`InMemoryDedupeState`'s LRU
+limit and the LSH index's time window; compaction and the topic's retention
+(:func:`connectors.kafka.dedupe_state_configs`) bound the topic.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -39,12 +43,17 @@ class KafkaDedupeState:
         producer: Producer,
         max_entries: int = 1_000_000,
         on_entry: Callable[[KeyKind, str, DedupeEntry], None] | None = None,
+        window: timedelta | None = None,
     ) -> None:
+        """``window``: entries written longer ago than this are not read back
+        (``None``: the whole topic)."""
         self.bootstrap = bootstrap
         self.topic = topic
         self.producer = producer
         self.memory = InMemoryDedupeState(max_entries)
         self.on_entry = on_entry
+        self.window = window
+        self._since = 0  # record timestamps (ms) before this are outside the window
         self._consumer: KafkaConsumer | None = None
 
     def _reader(self) -> KafkaConsumer:
@@ -53,13 +62,29 @@ class KafkaDedupeState:
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 client_id="rasd-dedupe-state",
+                # A whole state at a restart: the default 500 is many round trips.
+                max_poll_records=10_000,
             )
             partitions = consumer.partitions_for_topic(self.topic) or set()
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
+            self._seek_to_window(consumer, tps)
             self._consumer = consumer
         return self._consumer
+
+    def _seek_to_window(self, consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
+        """Each partition at its first entry written within the window, or at its end."""
+        if self.window is None or not tps:
+            consumer.seek_to_beginning(*tps)
+            return
+        since = self._since = int((time.time() - self.window.total_seconds()) * 1000)
+        found = consumer.offsets_for_times(dict.fromkeys(tps, since))
+        for tp in tps:
+            at = found.get(tp)
+            if at is None:  # nothing written since: all of it is outside the window
+                consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, at.offset)
 
     def load(self) -> int:
         """Read the changelog to its end; return how many entries were restored."""
@@ -77,8 +102,8 @@ class KafkaDedupeState:
         return read_to_end(self._reader(), self._apply)
 
     def _apply(self, record: Any) -> None:
-        if record.value is None or record.key is None:
-            return
+        if record.value is None or record.key is None or record.timestamp < self._since:
+            return  # a tombstone, or an entry written before the window (out of order)
         kind, _, key = record.key.decode().partition(":")
         try:
             entry = DedupeEntry(**json.loads(record.value))

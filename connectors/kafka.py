@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import RetriableError
@@ -65,8 +67,14 @@ class Topics:
         return [*self.pipeline(), self.dedupe_state, self.signed, self.feeds, self.feeds_state]
 
 
-def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
-    """Create the pipeline's topics if missing (idempotent); return the ones created."""
+def ensure_topics(
+    bootstrap: str, topics: Topics, partitions: int, *, dedupe_window: timedelta | None = None
+) -> list[str]:
+    """Create the pipeline's topics if missing (idempotent); return the ones created.
+
+    Given the dedupe ``window``, the dedupe state is also bounded by time
+    (:func:`dedupe_state_configs`), on an existing topic too.
+    """
     specs: dict[str, dict[str, Any]] = {
         name: {
             "num_partitions": partitions,
@@ -85,6 +93,8 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
             "replication_factor": -1,
             "configs": {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)},
         }
+    if dedupe_window is not None:
+        specs[topics.dedupe_state]["configs"] = dedupe_state_configs(dedupe_window)
     # One partition on purpose: every dedupe decision is made by its one consumer,
     # in order, so two copies of a story can never both be "first" (docs/dedupe.md).
     specs[topics.signed] = {
@@ -100,9 +110,32 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
             # Another process may create them between our list and our create.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
+        if dedupe_window is not None and topics.dedupe_state in existing:
+            state = specs[topics.dedupe_state]["configs"]
+            admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topics.dedupe_state, state)]
+            )
         return sorted(missing)
     finally:
         admin.close()
+
+
+def dedupe_state_configs(window: timedelta) -> dict[str, str]:
+    """The dedupe state topic's settings: compacted, and emptied of what left the window.
+
+    Compaction keeps the latest entry per key; deletion drops a log segment
+    once its newest entry is a day older than the window (``retention.ms``),
+    and segments roll daily at most (``segment.ms``), so the topic holds about
+    the window plus two days. A restart reads less still: only the entries
+    written within the window (:class:`connectors.dedupe_state.KafkaDedupeState`).
+    """
+    segment = max(timedelta(hours=1), min(timedelta(days=1), window / 7))
+    return {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(int((window + timedelta(days=1)).total_seconds() * 1000)),
+        "segment.ms": str(int(segment.total_seconds() * 1000)),
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+    }
 
 
 #: The largest record rasd produces, and the topics' ``max.message.bytes``: an

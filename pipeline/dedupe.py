@@ -30,6 +30,7 @@ from pipeline.neardup import (
     NearDupConfig,
     NearDuplicateIndex,
     decode_signature,
+    decode_values,
     encode_signature,
     signature,
 )
@@ -207,7 +208,8 @@ class Deduper:
         self.near.add(
             entry.article_id,
             entry.cluster_id,
-            decode_signature(entry.signature, self.near.config),
+            # The values alone: a MinHash object would be built and dropped.
+            decode_values(entry.signature, self.near.config),
             datetime.fromisoformat(entry.first_seen),
         )
 

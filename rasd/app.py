@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.elastic import ElasticStore
@@ -117,7 +117,12 @@ class Runtime:
 
     def prepare(self) -> None:
         """Create the topics and the Elasticsearch templates and indices (idempotent)."""
-        created = ensure_topics(self.settings.kafka_servers, self.topics, self.settings.partitions)
+        created = ensure_topics(
+            self.settings.kafka_servers,
+            self.topics,
+            self.settings.partitions,
+            dedupe_window=timedelta(days=self.settings.dedupe_window_days),
+        )
         if created:
             log.info("created topics: %s", ", ".join(created))
         made = self.context.store.ensure(self.clock())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -21,7 +22,12 @@ index_app = typer.Typer(help="Elasticsearch templates and indices.", no_args_is_
 def topics_create(namespace: Namespace = None) -> None:
     """Create the pipeline's topics if they are missing (idempotent)."""
     settings = settings_from(namespace=namespace)
-    created = ensure_topics(settings.kafka_servers, Topics(settings.namespace), settings.partitions)
+    created = ensure_topics(
+        settings.kafka_servers,
+        Topics(settings.namespace),
+        settings.partitions,
+        dedupe_window=timedelta(days=settings.dedupe_window_days),
+    )
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 

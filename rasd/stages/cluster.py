@@ -2,7 +2,7 @@
 
 One partition, one active worker: every decision sees the ones before it
 (docs/dedupe.md). The state is a compacted changelog, ``<ns>.dedupe-state``,
-read back at start-up and before each batch.
+read back at start-up (what was written within the window) and before each batch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         ctx.topics.dedupe_state,
         producer,
         on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),
+        window=ctx.near_config.window,
     )
     window = NearDuplicateIndex(ctx.near_config)
     deduper = Deduper(state, window)

@@ -10,6 +10,7 @@ import pytest
 from pipeline.dedupe import Deduper, InMemoryDedupeState, sign
 from pipeline.models import Article, SignedArticle
 from pipeline.neardup import (
+    DatasketchIndex,
     NearDupConfig,
     NearDuplicateIndex,
     compare,
@@ -182,3 +183,88 @@ def test_a_corrupt_signature_is_a_permanent_error_for_the_dlq() -> None:
     with pytest.raises(PermanentError) as err:
         deduper().keys_of(bad)
     assert err.value.reason == "undecodable"
+
+
+def _bodies(n: int, seed: int) -> list[str]:
+    """Articles drawn from the labelled texts' sentences: many share some text."""
+    import random
+    import re
+
+    pool = sorted(
+        {
+            s.strip()
+            for path in sorted(HERE.glob("*.yaml"))
+            for text in load_group(path)[0].values()
+            for s in re.split(r"[.\n،؟!]+", text)
+            if len(s.split()) >= 5
+        }
+    )
+    rng = random.Random(seed)
+    return [". ".join(rng.sample(pool, rng.randint(4, 12))) for _ in range(n)]
+
+
+def test_the_compact_index_answers_as_datasketch_does() -> None:
+    # Small buffer and segments, so that sealing, merging and dropping all happen.
+    class Small(NearDuplicateIndex):
+        BUFFER = 16
+        MAX_SEGMENT = 64
+
+    config = NearDupConfig(window=timedelta(hours=30))
+    compact, reference = Small(config), DatasketchIndex(config)
+    answers = 0
+    for i, body in enumerate(_bodies(400, seed=3)):
+        sig = signature(words_of(body), config)
+        assert sig is not None
+        # Event time moves an hour per article, with some late arrivals.
+        when = SEEN + timedelta(hours=i - (5 if i % 7 == 0 else 0))
+        got, want = compact.query(sig), reference.query(sig)
+        assert got == want, i
+        answers += want is not None
+        cluster = want.cluster_id if want is not None else f"c{i}"
+        compact.add(f"a{i}", cluster, sig, when)
+        reference.add(f"a{i}", cluster, sig, when)
+        assert len(compact) == len(reference)
+    assert answers > 50  # the texts overlap: many queries have an answer to agree on
+    assert "a399" in compact and "a0" not in compact
+
+
+def test_a_bulk_load_holds_what_adding_one_by_one_holds() -> None:
+    import numpy as np
+
+    config = NearDupConfig(window=timedelta(days=1))
+    sigs = [signature(words_of(b), config) for b in _bodies(120, seed=5)]
+    values = np.array([s.hashvalues for s in sigs if s is not None], dtype=np.uint32)
+    ids = [f"a{i}" for i in range(len(values))]
+    hours = [timedelta(hours=i // 2) for i in range(len(values))]
+    micros = np.array([int((SEEN + h).timestamp() * 1_000_000) for h in hours])
+    one, bulk = NearDuplicateIndex(config), NearDuplicateIndex(config)
+    for key, row, h in zip(ids, values, hours, strict=True):
+        one.add(key, key, row, SEEN + h)
+    bulk.add_many(ids, ids, values, micros)
+    assert len(one) == len(bulk) == 50  # hours 35 to 59, two an hour
+    for row in values:
+        assert one.query(row) == bulk.query(row)
+
+
+def test_memory_follows_the_window() -> None:
+    import numpy as np
+
+    class Small(NearDuplicateIndex):
+        BUFFER = 32
+        MAX_SEGMENT = 256
+
+    config = NearDupConfig(window=timedelta(hours=100))
+    index = Small(config)
+    rng = np.random.default_rng(1)
+    sizes = []
+    for hour in range(2_000):
+        index.add(
+            f"a{hour}",
+            f"a{hour}",
+            rng.integers(0, 2**32, 128, dtype=np.uint32),
+            SEEN + timedelta(hours=hour),
+        )
+        sizes.append(index.nbytes)
+    assert len(index) == 101
+    # Held: the window plus at most the segments it straddles, not 2,000 articles.
+    assert max(sizes[1_000:]) < 2 * max(sizes[:500])
