@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.dedupe import DedupeEntry, InMemoryDedupeState, KeyKind
 
-from .kafka import Producer, read_to_end
+from .kafka import Bootstrap, Producer, new_consumer, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class KafkaDedupeState:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Bootstrap,
         topic: str,
         producer: Producer,
         max_entries: int = 1_000_000,
@@ -49,8 +49,8 @@ class KafkaDedupeState:
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = new_consumer(
+                self.bootstrap,
                 enable_auto_commit=False,
                 client_id="rasd-dedupe-state",
             )

@@ -33,7 +33,7 @@ from pipeline.arabic import (
 )
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
-from pipeline.settings import Settings
+from pipeline.settings import ElasticAccess, Settings
 
 log = logging.getLogger(__name__)
 
@@ -134,37 +134,39 @@ def _bulk_failure(ok: bool, info: dict[str, Any]) -> PermanentError | str | None
     return PermanentError(f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000])
 
 
+def new_elasticsearch(target: ElasticAccess | str, **options: Any) -> Elasticsearch:
+    """The one constructor of elasticsearch-py clients: URL, TLS and credentials of
+    ``target`` (a bare URL: no credentials), plus the caller's ``options``."""
+    access = target if isinstance(target, ElasticAccess) else ElasticAccess(target)
+    return Elasticsearch(**access.options(), **options)
+
+
 class ElasticStore:
     """The articles alias ``<ns>-articles`` and the alerts index ``<ns>-alerts``."""
 
     def __init__(
         self,
-        url: str,
+        url: str | ElasticAccess,
         namespace: str,
         config_dir: Path,
-        username: str | None = None,
-        password: str | None = None,
         *,
         fold_filter: bool = True,
     ) -> None:
-        self.url = url
+        self.access = url if isinstance(url, ElasticAccess) else ElasticAccess(url)
+        self.url = str(self.access)
         self.fold_filter = fold_filter
         self.namespace = namespace
         self.config_dir = config_dir
-        self._auth = (username, password) if username and password else None
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()
         self._months: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str | None = None) -> ElasticStore:
-        password = settings.es_password.get_secret_value() if settings.es_password else None
         return cls(
-            settings.elasticsearch_url,
+            settings.elasticsearch,
             namespace or settings.namespace,
             settings.config_dir,
-            settings.es_username,
-            password,
             fold_filter=settings.es_fold_filter,
         )
 
@@ -184,9 +186,8 @@ class ElasticStore:
 
     def _make_client(self) -> Elasticsearch:
         if self._client is None:
-            self._client = Elasticsearch(
-                self.url,
-                basic_auth=self._auth,
+            self._client = new_elasticsearch(
+                self.access,
                 request_timeout=30,
                 retry_on_timeout=True,
                 max_retries=3,

@@ -1,4 +1,10 @@
-"""Kafka adapters: topic names, topic creation, the producer, changelog reads, lag.
+"""Kafka adapters: client construction, topic names, topic creation, the producer,
+changelog reads, lag.
+
+:func:`new_producer`, :func:`new_consumer` and :func:`new_admin` are the only
+places that construct kafka-python clients: each applies the connection's TLS
+and SASL options (:class:`pipeline.settings.KafkaAccess`). A plain ``str`` of
+addresses means PLAINTEXT.
 
 The stage worker loop that uses them is :mod:`connectors.worker`; the
 dead-letter topic's readers are :mod:`connectors.dead_letters`.
@@ -18,8 +24,30 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import RetriableError
+from pipeline.settings import KafkaAccess
 
 log = logging.getLogger(__name__)
+
+#: Where a Kafka client connects: the full access, or bare addresses (PLAINTEXT).
+Bootstrap = KafkaAccess | str
+
+
+def client_options(target: Bootstrap) -> dict[str, Any]:
+    """The connection options (addresses, TLS, SASL) of every client for ``target``."""
+    access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)
+    return access.options()
+
+
+def new_producer(target: Bootstrap, **options: Any) -> KafkaProducer:
+    return KafkaProducer(**client_options(target), **options)
+
+
+def new_consumer(target: Bootstrap, *topics: str, **options: Any) -> KafkaConsumer:
+    return KafkaConsumer(*topics, **client_options(target), **options)
+
+
+def new_admin(target: Bootstrap, **options: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**client_options(target), **options)
 
 
 class _Topic:
@@ -65,7 +93,7 @@ class Topics:
         return [*self.pipeline(), self.dedupe_state, self.signed, self.feeds, self.feeds_state]
 
 
-def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
+def ensure_topics(bootstrap: Bootstrap, topics: Topics, partitions: int) -> list[str]:
     """Create the pipeline's topics if missing (idempotent); return the ones created."""
     specs: dict[str, dict[str, Any]] = {
         name: {
@@ -92,7 +120,7 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
         "replication_factor": -1,
         "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     }
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    admin = new_admin(bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
         missing = {k: v for k, v in specs.items() if k not in existing}
@@ -126,7 +154,7 @@ class Producer:
     own flush only waits, it does not report a record the broker rejected.
     """
 
-    def __init__(self, bootstrap: str, client_id: str = "rasd") -> None:
+    def __init__(self, bootstrap: Bootstrap, client_id: str = "rasd") -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._producer: KafkaProducer | None = None
@@ -139,8 +167,8 @@ class Producer:
         """The raw kafka-python producer (created on first use)."""
         with self._lock:
             if self._producer is None:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self._bootstrap,
+                self._producer = new_producer(
+                    self._bootstrap,
                     client_id=self._client_id,
                     acks="all",
                     # Not the idempotent producer: after one record is rejected as too
@@ -261,9 +289,9 @@ def read_to_end(
         raise RetriableError(f"reading {sorted(ends) or 'the topic'} to its end: {exc}") from exc
 
 
-def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:
+def delete_namespace(bootstrap: Bootstrap, topics: Topics, stages: Iterable[str]) -> list[str]:
     """Delete the namespace's topics and consumer groups; return what was deleted."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    admin = new_admin(bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
         doomed = [t for t in topics.all() if t in existing]
@@ -280,11 +308,11 @@ def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> l
         admin.close()
 
 
-def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+def consumer_lag(bootstrap: Bootstrap, groups: dict[str, str]) -> dict[str, int]:
     """Records not yet committed, per group, over its topic ({group: topic})."""
     from kafka.admin import OffsetSpec
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-lag")
+    admin = new_admin(bootstrap, client_id="rasd-lag")
     try:
         partitions = {
             topic: [

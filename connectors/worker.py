@@ -36,7 +36,15 @@ from kafka.errors import KafkaError
 from pipeline.errors import PermanentError, RetriableError
 
 from .dead_letters import dead_letter_headers
-from .kafka import MAX_MESSAGE_BYTES, Producer, SendFailed, committed_offset, too_large
+from .kafka import (
+    MAX_MESSAGE_BYTES,
+    Bootstrap,
+    Producer,
+    SendFailed,
+    committed_offset,
+    new_consumer,
+    too_large,
+)
 from .metrics import Stats
 
 __all__ = [
@@ -198,7 +206,7 @@ class StageWorker:
     def __init__(
         self,
         stage: str,
-        bootstrap: str,
+        bootstrap: Bootstrap,
         group: str,
         source: str,
         handler: BatchHandler,
@@ -227,9 +235,9 @@ class StageWorker:
     @property
     def consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
+            self._consumer = new_consumer(
+                self.bootstrap,
                 self.source,
-                bootstrap_servers=self.bootstrap,
                 group_id=self.group,
                 client_id=f"rasd-{self.stage}",
                 enable_auto_commit=False,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.settings import KafkaAccess, Settings
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +22,9 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def es(settings: Settings) -> Iterator[object]:
-    from elasticsearch import Elasticsearch
+    from connectors.elastic import new_elasticsearch
 
-    client = Elasticsearch(settings.elasticsearch_url, request_timeout=30)
+    client = new_elasticsearch(settings.elasticsearch, request_timeout=30)
     try:
         health = client.cluster.health(wait_for_status="yellow", timeout="30s")
     except Exception as exc:  # any failure here means: no usable server
@@ -38,12 +38,14 @@ def es(settings: Settings) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(settings: Settings) -> str:
-    from kafka import KafkaAdminClient
+def kafka_bootstrap(settings: Settings) -> KafkaAccess:
+    """How the tests reach Kafka: the configured access (TLS and SASL included)."""
     from kafka.errors import KafkaError
 
+    from connectors.kafka import new_admin
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=10000)
+        admin = new_admin(settings.kafka, request_timeout_ms=10000)
         admin.describe_cluster()
         admin.close()
     except (KafkaError, OSError) as exc:
@@ -51,7 +53,7 @@ def kafka_bootstrap(settings: Settings) -> str:
             f"Kafka is not reachable at {settings.kafka_servers} ({exc}); "
             "start it with `rasd stack up`"
         )
-    return settings.kafka_servers
+    return settings.kafka
 
 
 @pytest.fixture

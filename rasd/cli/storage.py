@@ -21,7 +21,7 @@ index_app = typer.Typer(help="Elasticsearch templates and indices.", no_args_is_
 def topics_create(namespace: Namespace = None) -> None:
     """Create the pipeline's topics if they are missing (idempotent)."""
     settings = settings_from(namespace=namespace)
-    created = ensure_topics(settings.kafka_servers, Topics(settings.namespace), settings.partitions)
+    created = ensure_topics(settings.kafka, Topics(settings.namespace), settings.partitions)
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
