@@ -32,6 +32,82 @@ log = logging.getLogger(__name__)
 Bootstrap = KafkaAccess | str
 
 
+class _LastConnectionFailure(logging.Handler):
+    """Remembers why kafka-python's last connection attempts failed.
+
+    kafka-python retries a refused connection until its bootstrap timeout and then
+    raises only "Unable to bootstrap"; the reason (TLS, SASL) is in what it logs on
+    each attempt. :func:`explain` turns that into one line. A telling reason (an
+    untrusted certificate, refused credentials) is not overwritten by the plain
+    disconnects that follow it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.error: str | None = None
+        self._telling = False
+
+    @staticmethod
+    def telling(text: str) -> bool:
+        return "SaslAuthenticationFailed" in text or "certificate verify failed" in text.lower()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        errors = [a for a in args if isinstance(a, BaseException)]
+        text = " ".join(f"{type(e).__name__}: {e}" for e in errors) or record.getMessage()
+        # The final "Unable to bootstrap" is the symptom, not the reason.
+        if "Unable to bootstrap" in text or not (errors or "failed" in text or "lost" in text):
+            return
+        if self.telling(text) or not self._telling:
+            self.error, self._telling = text, self.telling(text)
+
+
+_last_failure = _LastConnectionFailure()
+logging.getLogger("kafka.net").addHandler(_last_failure)
+
+
+def explain(exc: BaseException, target: Bootstrap) -> str:
+    """One line on why a Kafka call failed: refused credentials, an untrusted
+    certificate, a listener that speaks another protocol, missing rights."""
+    from kafka.errors import (
+        AuthorizationError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        SaslAuthenticationFailedError,
+    )
+
+    access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)
+    where = f"Kafka at {access.bootstrap}"
+    text = f"{type(exc).__name__}: {exc}"
+    reported = _last_failure.error
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError) and reported is not None:
+        text = reported
+    if isinstance(exc, SaslAuthenticationFailedError) or "SaslAuthenticationFailed" in text:
+        return (
+            f"{where} refused the credentials of {access.username!r} "
+            f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip()
+        return (
+            f"{where}: the broker's certificate is not trusted ({reason}): set "
+            "RASD_KAFKA_CA_FILE to the CA that signed it"
+        )
+    if isinstance(exc, AuthorizationError) or "Authorization failed" in text:
+        return (
+            f"{where}: user {access.username!r} may not do this ({type(exc).__name__}); "
+            "its ACLs cover the namespace's topics and groups only"
+        )
+    if "disconnected" in text:
+        return (
+            f"{where} closed every connection: does its listener expect another "
+            f"RASD_KAFKA_SECURITY_PROTOCOL than {access.security_protocol}, or SASL credentials?"
+        )
+    return f"{where}: {exc!r} (is it running? `rasd stack up`)"
+
+
 def client_options(target: Bootstrap) -> dict[str, Any]:
     """The connection options (addresses, TLS, SASL) of every client for ``target``."""
     access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)

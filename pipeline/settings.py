@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +70,8 @@ class KafkaAccess:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    #: Seconds a client tries to reach the cluster before it gives up.
+    connect_timeout: float = 30.0
 
     def __str__(self) -> str:
         return self.bootstrap
@@ -87,6 +89,7 @@ class KafkaAccess:
         opts: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": int(self.connect_timeout * 1000),
         }
         if self.tls:
             # Without a CA file the system's trust store decides; the host name is
@@ -239,6 +242,9 @@ class Settings(BaseSettings):
     )
     kafka_cert_file: Path | None = Field(None, description="Client certificate (PEM) for Kafka.")
     kafka_key_file: Path | None = Field(None, description="Key (PEM) of RASD_KAFKA_CERT_FILE.")
+    kafka_connect_timeout: float = Field(
+        30.0, gt=0, description="Seconds a Kafka client tries to reach the cluster."
+    )
 
     # --- local stack (``rasd stack``) -----------------------------------------
     cache_dir: Path = Field(
@@ -343,7 +349,7 @@ class Settings(BaseSettings):
         if self.kafka_bootstrap is None and self.kafka_security_protocol is None:
             local = self.secure_stack()
         if local is not None:
-            return local.kafka
+            return replace(local.kafka, connect_timeout=self.kafka_connect_timeout)
         return KafkaAccess(
             self.kafka_servers,
             self.kafka_security_protocol or "PLAINTEXT",
@@ -353,6 +359,7 @@ class Settings(BaseSettings):
             self.kafka_ca_file,
             self.kafka_cert_file,
             self.kafka_key_file,
+            self.kafka_connect_timeout,
         )
 
     @property

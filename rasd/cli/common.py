@@ -20,6 +20,7 @@ from connectors.http import FetchResult, GuardedClient
 from pipeline.alerting import parse_destinations
 from pipeline.errors import RasdError
 from pipeline.matching import RuleMatcher
+from pipeline.redact import RedactingFilter, redact
 from pipeline.rules import load_rule_set
 from pipeline.settings import Settings
 
@@ -35,19 +36,31 @@ def settings_from(**overrides: Any) -> Settings:
 
 def fail(exc: RasdError) -> NoReturn:
     """Print a clear one-line error (and the log tail it carries), then exit 1."""
-    console.print(f"[bold red]error:[/] {escape(str(exc))}")
-    log_tail = getattr(exc, "log_tail", "")
+    secrets = _known_secrets()
+    console.print(f"[bold red]error:[/] {escape(redact(str(exc), secrets))}", soft_wrap=True)
+    log_tail = redact(getattr(exc, "log_tail", ""), secrets)
     if log_tail:
         console.print("[dim]" + log_tail.replace("[", r"\[") + "[/]")
     raise typer.Exit(1)
 
 
+def _known_secrets() -> list[str]:
+    try:
+        return Settings().secret_values()
+    except Exception:  # a broken setting is reported elsewhere; nothing to mask then
+        return []
+
+
 def setup_logging(settings: Settings) -> None:
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    # Whatever a library logs (kafka-python's connection errors, a request URL with
+    # credentials), the process's secrets never reach the log.
+    handler.addFilter(RedactingFilter(settings.secret_values()))
     logging.basicConfig(
         level=logging.WARNING,
         format="%(name)s: %(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+        handlers=[handler],
     )
     for name in ("rasd", "connectors", "pipeline"):
         logging.getLogger(name).setLevel(settings.log_level.upper())
