@@ -86,7 +86,7 @@ def explain(exc: BaseException, target: Bootstrap) -> str:
         text = reported
     if isinstance(exc, SaslAuthenticationFailedError) or "SaslAuthenticationFailed" in text:
         return (
-            f"{where} refused the credentials of {access.username!r} "
+            f"{where} refused the login as {access.username!r} "
             f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD"
         )
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
@@ -99,6 +99,14 @@ def explain(exc: BaseException, target: Bootstrap) -> str:
         return (
             f"{where}: user {access.username!r} may not do this ({type(exc).__name__}); "
             "its ACLs cover the namespace's topics and groups only"
+        )
+    if "disconnected" in text and access.sasl:
+        # The broker answers refused SCRAM credentials by closing the connection,
+        # and kafka-python often reports only the close.
+        return (
+            f"{where} closed the connection at login as {access.username!r} "
+            f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD, "
+            f"and that its listener speaks {access.security_protocol}"
         )
     if "disconnected" in text:
         return (

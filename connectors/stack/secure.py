@@ -33,9 +33,9 @@ KAFKA_ADMIN = "admin"
 RASD_USER = "rasd"
 ES_SUPERUSER = "elastic"
 #: The namespaces rasd's users may use on the secured local stack: the default
-#: one and the secured tests' ``secure-<random>`` ones. Topics and groups are
-#: ``<ns>.<name>``, indices ``<ns>-<name>``.
-NAMESPACE_PREFIXES = ("rasd", "secure-")
+#: one and the tests' ``secure-<random>`` and ``e2e-<random>`` ones. Topics and
+#: groups are ``<ns>.<name>``, indices ``<ns>-<name>``.
+NAMESPACE_PREFIXES = ("rasd", "secure-", "e2e-")
 
 
 def _kafka_prefix(prefix: str) -> str:
