@@ -10,10 +10,11 @@ CA nor sends a credential, and its size cap holds.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_elasticsearch_clients_use_https_as_rasd(settings: Settings, es: Any) ->
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[dict[str, str]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
         _Recorder.seen.append({k.lower(): v for k, v in self.headers.items()})
@@ -65,10 +66,8 @@ class _Recorder(BaseHTTPRequestHandler):
         if self.path != "/huge":
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):  # the client stopped reading at its cap
             self.wfile.write(body)
-        except OSError:
-            pass  # the client stopped reading at its cap
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
