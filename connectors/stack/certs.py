@@ -148,3 +148,37 @@ def load_authority(cert_path: Path, key_path: Path) -> Authority:
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return Authority(cert, key)
+
+
+def make_tree(root: Path, services: tuple[str, ...]) -> list[Path]:
+    """A deployment's CA and one certificate per service, under ``root``; returns what
+    was written (what exists is kept, so a second run changes nothing).
+
+    ``root/ca/ca.crt`` (and ``ca.key``), and per service ``root/<name>/<name>.crt``,
+    ``<name>.key`` and ``<name>.pem`` (key then certificate: Kafka's PEM keystore),
+    valid for the service's name, ``localhost`` and ``127.0.0.1``. Certificates are
+    0644, keys 0600 (the writing user's, which is the servers' own).
+    """
+    written: list[Path] = []
+    ca_cert, ca_key = root / "ca" / "ca.crt", root / "ca" / "ca.key"
+    if ca_cert.is_file() and ca_key.is_file():
+        ca = load_authority(ca_cert, ca_key)
+    else:
+        ca = new_authority("rasd deployment CA")
+        save_authority(ca, ca_cert, ca_key)
+        written += [ca_cert, ca_key]
+    for name in services:
+        cert_path, key_path = root / name / f"{name}.crt", root / name / f"{name}.key"
+        pem_path = root / name / f"{name}.pem"
+        if cert_path.is_file() and key_path.is_file() and pem_path.is_file():
+            continue
+        cert, key = issue(ca, name, (name, "localhost", "127.0.0.1"))
+        cert_path.parent.mkdir(parents=True, exist_ok=True)
+        cert_path.write_bytes(cert)
+        cert_path.chmod(0o644)
+        write_private(key_path, key)
+        write_private(pem_path, key + cert)
+        written += [cert_path, key_path, pem_path]
+    for directory in {root, root / "ca", *(root / n for n in services)}:
+        directory.chmod(0o755)
+    return written

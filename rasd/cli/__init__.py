@@ -25,7 +25,7 @@ from pipeline.errors import RasdError
 from pipeline.redact import redact
 from pipeline.settings import Settings
 
-from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, storage
+from . import alerts, certs, dlq, feeds, kibana, pages, rules, run, search, stack, storage
 from .common import console
 
 __all__ = ["app", "main"]
@@ -73,6 +73,7 @@ app.add_typer(feeds.app, name="feeds")
 app.command("extract")(pages.extract)
 app.add_typer(pages.dedupe_app, name="dedupe")
 app.add_typer(kibana.app, name="kibana", no_args_is_help=True)
+app.add_typer(certs.app, name="certs")
 
 
 def main() -> None:
