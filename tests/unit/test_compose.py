@@ -605,9 +605,7 @@ def test_the_config_mount_example_covers_every_rasd_service() -> None:
     rasd_image = services()["setup"]["image"]
     # All but `certs`, which makes certificates and reads no configuration.
     expected = {
-        name
-        for name, s in services().items()
-        if s.get("image") == rasd_image and name != "certs"
+        name for name, s in services().items() if s.get("image") == rasd_image and name != "certs"
     }
     assert "kibana-setup" in expected and "deliver" in expected
     assert set(example["services"]) == expected
@@ -693,7 +691,7 @@ def test_compose_config_passes_once_every_placeholder_is_filled(tmp_path: Path) 
 
 
 def run_secret_checks(value: str) -> subprocess.CompletedProcess[str]:
-    script = f'source {ROOT / "docker" / "secret-checks.sh"}; check_secret SOME_PASSWORD'
+    script = f"source {ROOT / 'docker' / 'secret-checks.sh'}; check_secret SOME_PASSWORD"
     return subprocess.run(
         ["bash", "-c", script],
         env={"PATH": "/usr/bin:/bin", "SOME_PASSWORD": value},
@@ -850,11 +848,13 @@ def test_no_password_on_any_command_line() -> None:
         text = (ROOT / "docker" / script).read_text(encoding="utf-8")
         for line in text.splitlines():
             code = line.split("#", 1)[0]
-            if secret_refs(code) and not re.search(r"\b(printf|check_secret|quote)\b|^\s*:|\$\{#", code):
+            if secret_refs(code) and not re.search(
+                r"\b(printf|check_secret|quote)\b|^\s*:|\$\{#", code
+            ):
                 assert re.match(r"\s*(for |\S+=|\[\[|es (PUT|POST)|\S+\\$)", code), (
                     f"{script}: {line.strip()}"
                 )
-        assert "-u \"elastic:" not in text and "--data-binary \"" not in text
+        assert '-u "elastic:' not in text and '--data-binary "' not in text
 
 
 def test_every_rasd_service_is_hardened() -> None:
@@ -893,7 +893,7 @@ def test_images_are_pinned_by_version_with_a_digest_slot() -> None:
         line.split()[1]
         for path in (DOCKERFILE, ROOT / "docker" / "elasticsearch" / "Dockerfile")
         for line in path.read_text(encoding="utf-8").splitlines()
-        if line.startswith("FROM ") and " AS elasticsearch" not in line or "AS build" in line
+        if (line.startswith("FROM ") and " AS elasticsearch" not in line) or "AS build" in line
     ]
     assert froms
     for image in froms:
