@@ -255,7 +255,17 @@ def test_feeds_keep_their_partition_when_partitions_are_added(
         with pytest.raises(ConfigError, match="feeds-state"):
             check_partitions(kafka_bootstrap, topics)
         admin.create_partitions({topics.feeds_state: NewPartitions(total_count=16)})
-        assert check_partitions(kafka_bootstrap, topics) == 16
+        # The broker's metadata shows the new partitions a moment after the
+        # controller accepted them; a client that asks at once may see the old count.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert check_partitions(kafka_bootstrap, topics) == 16
+                break
+            except ConfigError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         # Every feed changes, and one is removed: the updates and the tombstone
         # go where the feeds were, so no feed is left behind in two partitions.
         renamed = [f.model_copy(update={"name": f"{f.name} (جديد)"}) for f in feeds[1:]]
