@@ -2,7 +2,10 @@
 # The rasd image: one image for every rasd service in docker-compose.yml
 # (`rasd worker <stage>`, `rasd topics create`, `rasd index create`, ...).
 # See docs/deploy.md.
-FROM python:3.12-slim
+# Pinned by version; PYTHON_IMAGE_DIGEST (sha256:..., from .env) pins the image
+# itself. docs/deploy.md, "Images", tells how to refresh both.
+ARG PYTHON_IMAGE_DIGEST=
+FROM python:3.12.8-slim-bookworm${PYTHON_IMAGE_DIGEST:+@}${PYTHON_IMAGE_DIGEST}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -13,7 +16,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # ~/.local/state/rasd).
 RUN groupadd --system --gid 10001 rasd \
  && useradd --system --uid 10001 --gid rasd --create-home --home-dir /home/rasd \
-        --shell /usr/sbin/nologin rasd
+        --shell /usr/sbin/nologin rasd \
+ && install -d -o 1000 -g 0 -m 0755 /certs
+# /certs: the compose certs volume starts as this directory, owned by uid 1000,
+# the user of the Kafka, Elasticsearch and Kibana images, which read their keys
+# from it; the certs service writes it as that user, rasd's services read the CA.
 
 # Exactly the runtime lock (hashes checked, nothing resolved: --no-deps), then
 # rasd itself without dependencies, as scripts/smoke does; no dev or test

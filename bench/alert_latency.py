@@ -22,8 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
-
+from connectors.kafka import new_consumer, new_producer
 from pipeline.matching import RuleMatcher
 from pipeline.models import Alert, EnrichedArticle
 from pipeline.settings import Settings
@@ -55,9 +54,9 @@ def main() -> None:
     try:
         pipeline.prepare()
         threads = pipeline.start_workers(("alert",))
-        consumer = KafkaConsumer(
+        consumer = new_consumer(
+            settings.kafka,
             pipeline.topics.alerts,
-            bootstrap_servers=settings.kafka_servers,
             auto_offset_reset="earliest",
             group_id=f"{settings.namespace}.bench",
             fetch_max_wait_ms=10,
@@ -76,7 +75,7 @@ def main() -> None:
         reader.start()
         for worker in pipeline.workers:
             worker.ready.wait(60)
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=0)
+        producer = new_producer(settings.kafka, acks="all", linger_ms=0)
         sent: dict[str, float] = {}
         for i in range(args.count):
             a = article(i, settings.namespace, pipeline.context.matcher)

@@ -24,8 +24,10 @@ from typing import Any
 import yaml
 from elasticsearch import Elasticsearch
 
+from connectors.elastic import new_elasticsearch
 from pipeline.matching import RuleMatcher
 from pipeline.rules import Rule, load_rules
+from pipeline.settings import Settings
 
 HERE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "alerts"
 
@@ -83,13 +85,13 @@ class EsPhraseMatcher:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--es", default="http://127.0.0.1:9200")
+    parser.add_argument("--es", help="Elasticsearch URL (default: the configured one)")
     parser.add_argument("--show", type=int, default=15, help="baseline errors to list")
     args = parser.parse_args()
     rules = load_rules(HERE / "rules.yaml")
     cases: list[dict[str, Any]] = yaml.safe_load((HERE / "cases.yaml").read_text("utf-8"))["cases"]
     matcher = RuleMatcher(rules)
-    es = Elasticsearch(args.es, request_timeout=30)
+    es = new_elasticsearch(args.es or Settings().elasticsearch, request_timeout=30)
     baseline = EsPhraseMatcher(es)
 
     ours: list[tuple[bool, bool]] = []

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
+from connectors.elastic import new_elasticsearch
 from pipeline.settings import Settings
 from rasd.app import reset_namespace
 from rasd.demo import FixtureSite, default_site_root, write_feeds_file
@@ -85,7 +86,7 @@ def watch_searchable(
 def one_run(copies: int, workdir: Path, polite: bool) -> dict[str, float]:
     settings = Settings(namespace=f"bench-{uuid.uuid4().hex[:8]}")
     site_root = make_site(copies, workdir / settings.namespace)
-    es = Elasticsearch(settings.elasticsearch_url)
+    es = new_elasticsearch(settings.elasticsearch)
     seen: dict[str, float] = {}
     stop = threading.Event()
     with FixtureSite(site_root) as site:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from pipeline.errors import PermanentError, RetriableError
 
-from .kafka import Producer, committed_offset
+from .kafka import Bootstrap, Producer, committed_offset, new_consumer
 
 __all__ = [
     "DeadLetter",
@@ -71,11 +71,11 @@ class DeadLetterReader:
     each letter once, not every letter ever dead-lettered on every replay.
     """
 
-    def __init__(self, bootstrap: str, topic: str, cursor_group: str | None = None) -> None:
+    def __init__(self, bootstrap: Bootstrap, topic: str, cursor_group: str | None = None) -> None:
         self.topic = topic
         self.cursor_group = cursor_group
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self._consumer = new_consumer(
+            bootstrap,
             group_id=cursor_group,
             enable_auto_commit=False,
             client_id="rasd-dlq",
@@ -124,7 +124,7 @@ class DeadLetterReader:
         self._consumer.close()
 
 
-def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+def read_dead_letters(bootstrap: Bootstrap, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
     """Every record currently in the dead-letter ``topic``, oldest first per partition."""
     reader = DeadLetterReader(bootstrap, topic)
     try:

@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.dedupe import DedupeEntry, InMemoryDedupeState, KeyKind
 
-from .kafka import Producer, read_to_end
+from .kafka import Bootstrap, Producer, new_consumer, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class KafkaDedupeState:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Bootstrap,
         topic: str,
         producer: Producer,
         max_entries: int = 1_000_000,
@@ -58,8 +58,8 @@ class KafkaDedupeState:
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = new_consumer(
+                self.bootstrap,
                 enable_auto_commit=False,
                 client_id="rasd-dedupe-state",
                 # A whole state at a restart: the default 500 is many round trips.

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import smtplib
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -148,17 +149,39 @@ class EmailDestination(Destination):
 
     def send(self, alert: Alert) -> None:
         spec = self.spec
+        login = bool(spec.username_env and spec.password_env)
+        if login and not spec.starttls:
+            # EmailSpec refuses this at start-up; never rely on that alone.
+            raise PermanentAlertError(
+                "refusing to send SMTP credentials over a connection without TLS "
+                "(set starttls: true)"
+            )
         message = email_message(alert, spec.sender, spec.to)
         try:
             with smtplib.SMTP(spec.host, spec.port, timeout=spec.timeout) as smtp:
                 if spec.starttls:
-                    smtp.starttls()
-                if spec.username_env and spec.password_env:
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        # A server (or a man in the middle) that strips STARTTLS.
+                        raise PermanentAlertError(
+                            f"SMTP server {spec.host}:{spec.port} does not offer STARTTLS; "
+                            "nothing was sent"
+                        )
+                    # smtplib's own default context checks no certificate: verify it.
+                    smtp.starttls(context=ssl.create_default_context(cafile=spec.ca_file))
+                    smtp.ehlo()
+                if login:
+                    assert spec.username_env and spec.password_env
                     smtp.login(
                         os.environ.get(spec.username_env, ""),
                         os.environ.get(spec.password_env, ""),
                     )
                 smtp.send_message(message)
+        except ssl.SSLCertVerificationError as exc:
+            raise PermanentAlertError(
+                f"SMTP server {spec.host}:{spec.port}: certificate not trusted "
+                f"({exc.verify_message}); set ca_file"
+            ) from exc
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
             raise PermanentAlertError(f"SMTP refused: {exc}") from exc
         except smtplib.SMTPResponseException as exc:

@@ -40,7 +40,7 @@ from pipeline.arabic import (
 )
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
-from pipeline.settings import Settings
+from pipeline.settings import ElasticAccess, Settings
 
 log = logging.getLogger(__name__)
 
@@ -141,37 +141,70 @@ def _bulk_failure(ok: bool, info: dict[str, Any]) -> PermanentError | str | None
     return PermanentError(f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000])
 
 
+def explain(exc: BaseException, target: ElasticAccess | str) -> str:
+    """One line on why an Elasticsearch call failed: missing or refused credentials,
+    an untrusted certificate, missing rights, or a server that is not there."""
+    from elastic_transport import TlsError
+    from elasticsearch import AuthenticationException, AuthorizationException
+
+    access = target if isinstance(target, ElasticAccess) else ElasticAccess(target)
+    where = f"Elasticsearch at {access.url}"
+    if isinstance(exc, AuthenticationException):
+        if access.api_key is None and not access.username:
+            return (
+                f"{where} asks for credentials: set RASD_ES_USERNAME and RASD_ES_PASSWORD, "
+                "or RASD_ES_API_KEY"
+            )
+        who = "the API key" if access.api_key is not None else f"user {access.username!r}"
+        return f"{where} refused {who}: check the password or key"
+    if isinstance(exc, AuthorizationException):
+        who = "the API key" if access.api_key is not None else f"user {access.username!r}"
+        return f"{where}: {who} may not do this (403): its role covers the namespace's indices"
+    text = str(exc)
+    if isinstance(exc, TlsError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )")
+        return (
+            f"{where}: the server's certificate is not trusted ({reason}): set "
+            "RASD_ES_CA_CERTS to the CA that signed it"
+        )
+    if access.url.startswith("http:") and "RemoteDisconnected" in text:
+        return f"{where} closed the connection: does it want https:// in RASD_ES_URL?"
+    return f"{where}: {exc} (is it running?)"
+
+
+def new_elasticsearch(target: ElasticAccess | str, **options: Any) -> Elasticsearch:
+    """The one constructor of elasticsearch-py clients: URL, TLS and credentials of
+    ``target`` (a bare URL: no credentials), plus the caller's ``options``."""
+    access = target if isinstance(target, ElasticAccess) else ElasticAccess(target)
+    return Elasticsearch(**access.options(), **options)
+
+
 class ElasticStore:
     """The articles alias ``<ns>-articles`` and the alerts index ``<ns>-alerts``."""
 
     def __init__(
         self,
-        url: str,
+        url: str | ElasticAccess,
         namespace: str,
         config_dir: Path,
-        username: str | None = None,
-        password: str | None = None,
         *,
         fold_filter: bool = True,
     ) -> None:
-        self.url = url
+        self.access = url if isinstance(url, ElasticAccess) else ElasticAccess(url)
+        self.url = str(self.access)
         self.fold_filter = fold_filter
         self.namespace = namespace
         self.config_dir = config_dir
-        self._auth = (username, password) if username and password else None
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()
         self._months: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str | None = None) -> ElasticStore:
-        password = settings.es_password.get_secret_value() if settings.es_password else None
         return cls(
-            settings.elasticsearch_url,
+            settings.elasticsearch,
             namespace or settings.namespace,
             settings.config_dir,
-            settings.es_username,
-            password,
             fold_filter=settings.es_fold_filter,
         )
 
@@ -191,9 +224,8 @@ class ElasticStore:
 
     def _make_client(self) -> Elasticsearch:
         if self._client is None:
-            self._client = Elasticsearch(
-                self.url,
-                basic_auth=self._auth,
+            self._client = new_elasticsearch(
+                self.access,
                 request_timeout=30,
                 retry_on_timeout=True,
                 max_retries=3,

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any, Final
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -53,7 +53,7 @@ from pipeline.feeds import Feed
 from pipeline.schedule import FeedState
 
 from .feed_state import FeedStateStore, state_from_json
-from .kafka import Producer, Topics, read_to_end
+from .kafka import Bootstrap, Producer, Topics, new_consumer, read_to_end
 from .poller import FeedPoller, FeedScheduler
 
 __all__ = [
@@ -78,10 +78,8 @@ SESSION_TIMEOUT_MS: Final = 30_000
 HANDOVER_TIMEOUT: Final = 10.0
 
 
-def _reader(bootstrap: str, topic: str, partitions: Iterable[int] | None, name: str) -> Any:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id=f"rasd-{name}"
-    )
+def _reader(bootstrap: Bootstrap, topic: str, partitions: Iterable[int] | None, name: str) -> Any:
+    consumer = new_consumer(bootstrap, enable_auto_commit=False, client_id=f"rasd-{name}")
     if partitions is None:
         partitions = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -91,12 +89,12 @@ def _reader(bootstrap: str, topic: str, partitions: Iterable[int] | None, name: 
     return consumer
 
 
-def check_partitions(bootstrap: str, topics: Topics) -> int:
+def check_partitions(bootstrap: Bootstrap, topics: Topics) -> int:
     """The partition count of ``<ns>.feeds``.
 
     Raises :class:`ConfigError` unless ``<ns>.feeds-state`` has as many.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="rasd-check")
+    consumer = new_consumer(bootstrap, client_id="rasd-check")
     try:
         feeds = consumer.partitions_for_topic(topics.feeds) or set()
         states = consumer.partitions_for_topic(topics.feeds_state) or set()
@@ -113,7 +111,7 @@ def check_partitions(bootstrap: str, topics: Topics) -> int:
     return len(feeds)
 
 
-def _catalogue(bootstrap: str, topics: Topics) -> dict[str, tuple[int, bytes]]:
+def _catalogue(bootstrap: Bootstrap, topics: Topics) -> dict[str, tuple[int, bytes]]:
     current: dict[str, tuple[int, bytes]] = {}
 
     def apply(record: Any) -> None:
@@ -131,12 +129,12 @@ def _catalogue(bootstrap: str, topics: Topics) -> dict[str, tuple[int, bytes]]:
     return current
 
 
-def catalogue_partitions(bootstrap: str, topics: Topics) -> dict[str, int]:
+def catalogue_partitions(bootstrap: Bootstrap, topics: Topics) -> dict[str, int]:
     """The partition of each feed in ``<ns>.feeds`` (see :meth:`KafkaFeedStateStore.route`)."""
     return {url: partition for url, (partition, _) in _catalogue(bootstrap, topics).items()}
 
 
-def read_catalogue(bootstrap: str, topics: Topics) -> dict[str, bytes]:
+def read_catalogue(bootstrap: Bootstrap, topics: Topics) -> dict[str, bytes]:
     """The feeds currently published in ``<ns>.feeds``: URL to the record's value."""
     return {url: value for url, (_, value) in _catalogue(bootstrap, topics).items()}
 
@@ -146,7 +144,7 @@ def feed_value(feed: Feed) -> bytes:
 
 
 def publish_catalogue(
-    bootstrap: str, topics: Topics, feeds: Sequence[Feed], producer: Producer
+    bootstrap: Bootstrap, topics: Topics, feeds: Sequence[Feed], producer: Producer
 ) -> tuple[int, int]:
     """Make ``<ns>.feeds`` hold exactly ``feeds``; return (upserted, removed).
 
@@ -183,7 +181,7 @@ class KafkaFeedStateStore(FeedStateStore):
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, producer: Producer, save_every: float = 5.0
+        self, bootstrap: Bootstrap, topic: str, producer: Producer, save_every: float = 5.0
     ) -> None:
         super().__init__(None, save_every)
         self.bootstrap = bootstrap
@@ -281,7 +279,7 @@ class ShardedPoller:
         poller: FeedPoller,
         scheduler: FeedScheduler,
         state: KafkaFeedStateStore,
-        bootstrap: str,
+        bootstrap: Bootstrap,
         topics: Topics,
         stop: threading.Event,
         name: str = "rasd-poll",
@@ -399,8 +397,8 @@ class ShardedPoller:
             def on_partitions_assigned(self, assigned: Any) -> None:
                 owner._assigned(assigned)
 
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = new_consumer(
+            self.bootstrap,
             group_id=self.topics.group("poll"),
             client_id=self.name,
             enable_auto_commit=False,  # the catalogue is always read from the start

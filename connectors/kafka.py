@@ -1,4 +1,10 @@
-"""Kafka adapters: topic names, topic creation, the producer, changelog reads, lag.
+"""Kafka adapters: client construction, topic names, topic creation, the producer,
+changelog reads, lag.
+
+:func:`new_producer`, :func:`new_consumer` and :func:`new_admin` are the only
+places that construct kafka-python clients: each applies the connection's TLS
+and SASL options (:class:`pipeline.settings.KafkaAccess`). A plain ``str`` of
+addresses means PLAINTEXT.
 
 The stage worker loop that uses them is :mod:`connectors.worker`; the
 dead-letter topic's readers are :mod:`connectors.dead_letters`.
@@ -11,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,8 +26,120 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import RetriableError
+from pipeline.settings import KafkaAccess
 
 log = logging.getLogger(__name__)
+
+#: Where a Kafka client connects: the full access, or bare addresses (PLAINTEXT).
+Bootstrap = KafkaAccess | str
+
+
+class _LastConnectionFailure(logging.Handler):
+    """Remembers why kafka-python's last connection attempts failed.
+
+    kafka-python retries a refused connection until its bootstrap timeout and then
+    raises only "Unable to bootstrap"; the reason (TLS, SASL) is in what it logs on
+    each attempt. :func:`explain` turns that into one line. A telling reason (an
+    untrusted certificate, refused credentials) is not overwritten by the plain
+    disconnects that follow it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.error: str | None = None
+        self._telling = False
+
+    @staticmethod
+    def telling(text: str) -> bool:
+        return "SaslAuthenticationFailed" in text or "certificate verify failed" in text.lower()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        errors = [a for a in args if isinstance(a, BaseException)]
+        text = " ".join(f"{type(e).__name__}: {e}" for e in errors) or record.getMessage()
+        # The final "Unable to bootstrap" is the symptom, not the reason.
+        if "Unable to bootstrap" in text or not (errors or "failed" in text or "lost" in text):
+            return
+        if self.telling(text) or not self._telling:
+            self.error, self._telling = text, self.telling(text)
+
+
+_last_failure = _LastConnectionFailure()
+logging.getLogger("kafka.net").addHandler(_last_failure)
+
+
+def explain(exc: BaseException, target: Bootstrap) -> str:
+    """One line on why a Kafka call failed: refused credentials, an untrusted
+    certificate, a listener that speaks another protocol, missing rights."""
+    from kafka.errors import (
+        AuthorizationError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        SaslAuthenticationFailedError,
+    )
+
+    access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)
+    where = f"Kafka at {access.bootstrap}"
+    text = f"{type(exc).__name__}: {exc}"
+    reported = _last_failure.error
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError) and reported is not None:
+        text = reported
+    if isinstance(exc, SaslAuthenticationFailedError) or "SaslAuthenticationFailed" in text:
+        return (
+            f"{where} refused the login as {access.username!r} "
+            f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip()
+        return (
+            f"{where}: the broker's certificate is not trusted ({reason}): set "
+            "RASD_KAFKA_CA_FILE to the CA that signed it"
+        )
+    if isinstance(exc, AuthorizationError) or "Authorization failed" in text:
+        return (
+            f"{where}: user {access.username!r} may not do this ({type(exc).__name__}); "
+            "its ACLs cover the namespace's topics and groups only"
+        )
+    if "disconnected" in text and access.sasl:
+        # The broker answers refused SCRAM credentials by closing the connection,
+        # and kafka-python often reports only the close.
+        return (
+            f"{where} closed the connection at login as {access.username!r} "
+            f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD, "
+            f"and that its listener speaks {access.security_protocol}"
+        )
+    if "disconnected" in text:
+        return (
+            f"{where} closed every connection: does its listener expect another "
+            f"RASD_KAFKA_SECURITY_PROTOCOL than {access.security_protocol}, or SASL credentials?"
+        )
+    return f"{where}: {exc!r} (is it running? `rasd stack up`)"
+
+
+def client_options(target: Bootstrap) -> dict[str, Any]:
+    """The connection options (addresses, TLS, SASL) of every client for ``target``."""
+    access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)
+    return access.options()
+
+
+def quick(target: Bootstrap, seconds: float = 5.0) -> KafkaAccess:
+    """``target`` with a shorter connection timeout: for probes that must answer fast."""
+    access = target if isinstance(target, KafkaAccess) else KafkaAccess(target)
+    return replace(access, connect_timeout=min(access.connect_timeout, seconds))
+
+
+def new_producer(target: Bootstrap, **options: Any) -> KafkaProducer:
+    return KafkaProducer(**client_options(target), **options)
+
+
+def new_consumer(target: Bootstrap, *topics: str, **options: Any) -> KafkaConsumer:
+    return KafkaConsumer(*topics, **client_options(target), **options)
+
+
+def new_admin(target: Bootstrap, **options: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**client_options(target), **options)
 
 
 class _Topic:
@@ -68,7 +186,7 @@ class Topics:
 
 
 def ensure_topics(
-    bootstrap: str, topics: Topics, partitions: int, *, dedupe_window: timedelta | None = None
+    bootstrap: Bootstrap, topics: Topics, partitions: int, *, dedupe_window: timedelta | None = None
 ) -> list[str]:
     """Create the pipeline's topics if missing (idempotent); return the ones created.
 
@@ -102,7 +220,7 @@ def ensure_topics(
         "replication_factor": -1,
         "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     }
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    admin = new_admin(bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
         missing = {k: v for k, v in specs.items() if k not in existing}
@@ -159,7 +277,7 @@ class Producer:
     own flush only waits, it does not report a record the broker rejected.
     """
 
-    def __init__(self, bootstrap: str, client_id: str = "rasd") -> None:
+    def __init__(self, bootstrap: Bootstrap, client_id: str = "rasd") -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._producer: KafkaProducer | None = None
@@ -172,8 +290,8 @@ class Producer:
         """The raw kafka-python producer (created on first use)."""
         with self._lock:
             if self._producer is None:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self._bootstrap,
+                self._producer = new_producer(
+                    self._bootstrap,
                     client_id=self._client_id,
                     acks="all",
                     # Not the idempotent producer: after one record is rejected as too
@@ -294,9 +412,9 @@ def read_to_end(
         raise RetriableError(f"reading {sorted(ends) or 'the topic'} to its end: {exc}") from exc
 
 
-def delete_namespace(bootstrap: str, topics: Topics, stages: Iterable[str]) -> list[str]:
+def delete_namespace(bootstrap: Bootstrap, topics: Topics, stages: Iterable[str]) -> list[str]:
     """Delete the namespace's topics and consumer groups; return what was deleted."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rasd-admin")
+    admin = new_admin(bootstrap, client_id="rasd-admin")
     try:
         existing = set(admin.list_topics())
         doomed = [t for t in topics.all() if t in existing]
@@ -376,14 +494,9 @@ def group_offsets(admin: KafkaAdminClient, groups: dict[str, str]) -> list[Parti
     return rows
 
 
-def consumer_lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+def consumer_lag(bootstrap: Bootstrap, groups: dict[str, str]) -> dict[str, int]:
     """Records not yet committed, per group, over its topic ({group: topic})."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="rasd-lag",
-        request_timeout_ms=10_000,
-        bootstrap_timeout_ms=10_000,
-    )
+    admin = new_admin(bootstrap, client_id="rasd-lag")
     try:
         lag = dict.fromkeys(groups, 0)
         for row in group_offsets(admin, groups):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -373,12 +374,21 @@ class KibanaClient:
         password: str | None = None,
         *,
         timeout: float = 30.0,
+        ca_certs: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         auth = (username, password) if username and password else None
+        # Certificates are always verified: against ca_certs, else the system's CAs.
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_certs)) if ca_certs else True
+        )
         # kbn-xsrf: Kibana refuses a write API call without it (CSRF protection).
         self._http = httpx.Client(
-            auth=auth, timeout=timeout, headers={"kbn-xsrf": "rasd"}, follow_redirects=False
+            auth=auth,
+            timeout=timeout,
+            headers={"kbn-xsrf": "rasd"},
+            follow_redirects=False,
+            verify=verify,
         )
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ from prometheus_client.registry import Collector
 from pipeline.errors import ConfigError
 from pipeline.schedule import FeedState
 
-from .kafka import group_offsets
+from .kafka import Bootstrap, group_offsets, new_admin, quick
 from .metrics import Stats
 
 __all__ = [
@@ -77,7 +77,7 @@ class LagCollector(Collector):
     """
 
     def __init__(
-        self, bootstrap: str, groups: Callable[[], dict[str, str]], every: float = 5.0
+        self, bootstrap: Bootstrap, groups: Callable[[], dict[str, str]], every: float = 5.0
     ) -> None:
         self.bootstrap, self.groups, self.every = bootstrap, groups, every
         self._admin: KafkaAdminClient | None = None
@@ -105,11 +105,8 @@ class LagCollector(Collector):
         """Read the lag now (the thread does it every period)."""
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap,
-                    client_id="rasd-metrics",
-                    request_timeout_ms=5000,
-                    bootstrap_timeout_ms=5000,
+                self._admin = new_admin(
+                    quick(self.bootstrap), client_id="rasd-metrics", request_timeout_ms=5000
                 )
             rows = group_offsets(self._admin, self.groups())
         except Exception as exc:
@@ -197,7 +194,7 @@ class FeedHealthCollector(Collector):
 class KafkaProbe:
     """Whether the brokers answer, through one admin client kept between probes."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: Bootstrap) -> None:
         self.bootstrap = bootstrap
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
@@ -206,11 +203,8 @@ class KafkaProbe:
         with self._lock:
             try:
                 if self._admin is None:
-                    self._admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap,
-                        client_id="rasd-health",
-                        request_timeout_ms=5000,
-                        bootstrap_timeout_ms=5000,
+                    self._admin = new_admin(
+                        quick(self.bootstrap), client_id="rasd-health", request_timeout_ms=5000
                     )
                 brokers = self._admin.describe_cluster().get("brokers") or []
             except Exception as exc:

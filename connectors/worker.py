@@ -36,7 +36,15 @@ from kafka.errors import KafkaError
 from pipeline.errors import PermanentError, RetriableError
 
 from .dead_letters import dead_letter_headers
-from .kafka import MAX_MESSAGE_BYTES, Producer, SendFailed, committed_offset, too_large
+from .kafka import (
+    MAX_MESSAGE_BYTES,
+    Bootstrap,
+    Producer,
+    SendFailed,
+    committed_offset,
+    new_consumer,
+    too_large,
+)
 from .logcontext import log_context
 from .metrics import Stats
 from .throughput import RateWindow
@@ -220,7 +228,7 @@ class StageWorker:
     def __init__(
         self,
         stage: str,
-        bootstrap: str,
+        bootstrap: Bootstrap,
         group: str,
         source: str,
         handler: BatchHandler,
@@ -255,8 +263,8 @@ class StageWorker:
     @property
     def consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = new_consumer(
+                self.bootstrap,
                 group_id=self.group,
                 client_id=f"rasd-{self.stage}",
                 enable_auto_commit=False,

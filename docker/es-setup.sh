@@ -2,7 +2,10 @@
 # One-shot security setup of the compose deployment (service `es-setup`).
 #
 # Runs in the Elasticsearch image (it has bash and curl) as the `elastic`
-# superuser, and is idempotent, so it runs on every `docker compose up`:
+# superuser, over HTTPS (trusting the deployment's CA, ES_CA_CERT), and is
+# idempotent, so it runs on every `docker compose up`. It first refuses any
+# password that is empty, a known placeholder or shorter than 16 characters
+# (secret-checks.sh). Then it:
 #   1. sets the password of the built-in `kibana_system` user (Kibana's own
 #      connection to Elasticsearch) to KIBANA_PASSWORD;
 #   2. puts the role `<namespace>_pipeline`: cluster `monitor` (the client's
@@ -16,7 +19,8 @@
 # docs/deploy.md).
 set -euo pipefail
 
-ES_URL="${ES_URL:-http://elasticsearch:9200}"
+ES_URL="${ES_URL:-https://elasticsearch:9200}"
+ES_CA_CERT="${ES_CA_CERT:-/certs/ca/ca.crt}"
 : "${ELASTIC_PASSWORD:?ELASTIC_PASSWORD is not set}"
 : "${KIBANA_PASSWORD:?KIBANA_PASSWORD is not set}"
 : "${RASD_ES_USERNAME:?RASD_ES_USERNAME is not set}"
@@ -30,11 +34,11 @@ die() { echo "es-setup: $*" >&2; exit 1; }
     || die "RASD_NAMESPACE must match ^[a-z0-9][a-z0-9_-]*\$, got '$RASD_NAMESPACE'"
 [[ "$RASD_ES_USERNAME" =~ ^[A-Za-z0-9_.@-]+$ ]] \
     || die "RASD_ES_USERNAME may use letters, digits and _ . @ - only"
+# shellcheck source=secret-checks.sh
+source "$(dirname "$0")/secret-checks.sh"
 for var in ELASTIC_PASSWORD KIBANA_PASSWORD RASD_ES_PASSWORD; do
-    value=${!var}
-    (( ${#value} >= 6 )) || die "$var must have at least 6 characters"
+    check_secret "$var"
 done
-unset value
 
 # Escape a value for a double-quoted JSON string or curl config string.
 quote() {
@@ -42,18 +46,19 @@ quote() {
     printf '%s' "${s//\"/\\\"}"
 }
 
-# The superuser's credentials go to curl in a private config file, never on a
-# command line that `ps` would show. Responses are printed: none holds a secret.
+# The superuser's credentials go to curl in a private config file, and request
+# bodies (which hold passwords) on its stdin, never on a command line that `ps`
+# would show. Responses are printed: none holds a secret.
 umask 077
 auth=$(mktemp)
 trap 'rm -f "$auth"' EXIT
 printf 'user = "elastic:%s"\n' "$(quote "$ELASTIC_PASSWORD")" >"$auth"
 
-es() {  # es METHOD PATH [JSON BODY]
-    local method=$1 path=$2
-    shift 2
-    curl --silent --show-error --fail-with-body --config "$auth" -X "$method" \
-        -H 'Content-Type: application/json' "$ES_URL$path" "$@"
+es() {  # es METHOD PATH [JSON BODY]; the body goes on stdin (printf is a builtin)
+    local method=$1 path=$2 body=${3:-}
+    printf '%s' "$body" | curl --silent --show-error --fail-with-body --config "$auth" \
+        --cacert "$ES_CA_CERT" -X "$method" -H 'Content-Type: application/json' \
+        "$ES_URL$path" ${body:+--data-binary @-}
     echo
 }
 
@@ -69,11 +74,11 @@ es GET '/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null \
 
 echo "es-setup: kibana_system password"
 es POST /_security/user/kibana_system/_password \
-    --data-binary "{\"password\": \"$(quote "$KIBANA_PASSWORD")\"}"
+    "{\"password\": \"$(quote "$KIBANA_PASSWORD")\"}"
 
 role="${RASD_NAMESPACE}_pipeline"
 echo "es-setup: role $role on ${RASD_NAMESPACE}-*"
-es PUT "/_security/role/$role" --data-binary "{
+es PUT "/_security/role/$role" "{
   \"cluster\": [\"monitor\", \"manage_index_templates\"],
   \"indices\": [{\"names\": [\"${RASD_NAMESPACE}-*\"], \"privileges\": [\"all\"]}],
   \"metadata\": {\"managed_by\": \"rasd es-setup\"}
@@ -83,7 +88,7 @@ if [[ "$RASD_ES_USERNAME" == "elastic" ]]; then
     echo "es-setup: warning: RASD_ES_USERNAME=elastic, the rasd services run as the superuser" >&2
 else
     echo "es-setup: user $RASD_ES_USERNAME with role $role"
-    es PUT "/_security/user/$RASD_ES_USERNAME" --data-binary "{
+    es PUT "/_security/user/$RASD_ES_USERNAME" "{
   \"password\": \"$(quote "$RASD_ES_PASSWORD")\",
   \"roles\": [\"$role\"],
   \"full_name\": \"rasd pipeline ($RASD_NAMESPACE)\"

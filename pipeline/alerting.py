@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.models import Alert, RuleMatch, alert_id
@@ -116,7 +116,12 @@ class SlackSpec(_Delivery):
 
 
 class EmailSpec(_Delivery):
-    """Email over SMTP; credentials come from the named environment variables."""
+    """Email over SMTP; credentials come from the named environment variables.
+
+    Credentials are only ever sent after STARTTLS, with the server's certificate
+    verified (against ``ca_file``, else the system's CAs): a spec with
+    credentials and without ``starttls`` is refused at start-up.
+    """
 
     type: Literal["email"]
     host: str = "127.0.0.1"
@@ -126,6 +131,17 @@ class EmailSpec(_Delivery):
     starttls: bool = False
     username_env: str | None = None
     password_env: str | None = None
+    #: CA bundle (PEM) that signed the SMTP server's certificate.
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_need_tls(self) -> EmailSpec:
+        if (self.username_env or self.password_env) and not self.starttls:
+            raise ValueError(
+                "username_env/password_env need starttls: true (credentials are never "
+                "sent over a connection without TLS)"
+            )
+        return self
 
 
 class LogSpec(_Delivery):

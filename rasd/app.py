@@ -48,7 +48,7 @@ def reset_namespace(settings: Settings) -> list[str]:
     except RasdError:
         stages = STAGES  # an unreadable rules file must not prevent a reset
     groups = ("poll", *(s.group or s.name for s in stages), "dlq-replay")
-    deleted = delete_namespace(settings.kafka_servers, Topics(settings.namespace), groups)
+    deleted = delete_namespace(settings.kafka, Topics(settings.namespace), groups)
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()
@@ -118,7 +118,7 @@ class Runtime:
     def prepare(self) -> None:
         """Create the topics and the Elasticsearch templates and indices (idempotent)."""
         created = ensure_topics(
-            self.settings.kafka_servers,
+            self.settings.kafka,
             self.topics,
             self.settings.partitions,
             dedupe_window=timedelta(days=self.settings.dedupe_window_days),
@@ -130,7 +130,7 @@ class Runtime:
             log.info("created indices: %s", ", ".join(made))
 
     def producer(self, name: str) -> Producer:
-        producer = Producer(self.settings.kafka_servers, client_id=f"rasd-{name}")
+        producer = Producer(self.settings.kafka, client_id=f"rasd-{name}")
         self._producers.append(producer)
         return producer
 
@@ -193,7 +193,7 @@ class Runtime:
         self.stats.zero(stage.name, ("dlq", *stage.outcomes))
         worker = StageWorker(
             stage.name,
-            self.settings.kafka_servers,
+            self.settings.kafka,
             stage.group_id(self.topics),
             stage.source_topic(self.topics),
             parts.handler,
@@ -232,14 +232,14 @@ class Runtime:
     def feed_state(self) -> KafkaFeedStateStore:
         """The feeds' poller state, kept in ``<ns>.feeds-state`` (docs/polling.md)."""
         return KafkaFeedStateStore(
-            self.settings.kafka_servers, self.topics.feeds_state, self.producer("feed-state")
+            self.settings.kafka, self.topics.feeds_state, self.producer("feed-state")
         )
 
     def sharded_poller(self, name: str = "rasd-poll") -> ShardedPoller:
         """This process's member of the poller group, after publishing the catalogue."""
-        check_partitions(self.settings.kafka_servers, self.topics)
+        check_partitions(self.settings.kafka, self.topics)
         upserted, removed = publish_catalogue(
-            self.settings.kafka_servers, self.topics, self.feeds, self.producer("catalogue")
+            self.settings.kafka, self.topics, self.feeds, self.producer("catalogue")
         )
         if upserted or removed:
             log.info("feed catalogue: %d feed(s) published, %d removed", upserted, removed)
@@ -249,7 +249,7 @@ class Runtime:
             poller,
             scheduler,
             self.feed_state,
-            self.settings.kafka_servers,
+            self.settings.kafka,
             self.topics,
             self.stop,
             name=name,
@@ -307,7 +307,7 @@ class Runtime:
     def lag(self) -> dict[str, int]:
         """Records not yet committed, per stage's consumer group."""
         groups = {s.group_id(self.topics): s.source_topic(self.topics) for s in self.stages()}
-        return consumer_lag(self.settings.kafka_servers, groups)
+        return consumer_lag(self.settings.kafka, groups)
 
     def wait_drained(self, timeout: float, progress: Callable[[int], None]) -> bool:
         """Wait until every stage has committed everything (twice in a row)."""
@@ -335,11 +335,9 @@ class Runtime:
             for worker in self.workers:
                 worker.ready.wait(max(0.0, deadline - time.monotonic()))
             progress(f"polling {len(self.feeds)} feeds")
-            check_partitions(self.settings.kafka_servers, self.topics)
+            check_partitions(self.settings.kafka, self.topics)
             self.feed_state.load()
-            for url, partition in catalogue_partitions(
-                self.settings.kafka_servers, self.topics
-            ).items():
+            for url, partition in catalogue_partitions(self.settings.kafka, self.topics).items():
                 self.feed_state.route(url, partition)
             polls = self.poller().poll_all(self.feeds)
             drained = self.wait_drained(

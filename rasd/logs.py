@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from connectors.logcontext import ContextFilter
+from pipeline.redact import RedactingFilter
 from pipeline.settings import Settings
 
 __all__ = ["configure_logging", "json_handler"]
@@ -53,6 +54,9 @@ def configure_logging(settings: Settings, console: Console) -> None:
         )
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     handler.addFilter(ContextFilter())
+    # Whatever a library logs (kafka-python's connection errors, a request URL with
+    # credentials), the process's secrets never reach the log.
+    handler.addFilter(RedactingFilter(settings.secret_values()))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

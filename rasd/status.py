@@ -24,12 +24,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaAdminClient
-
 from connectors.dead_letters import DeadLetterReader
 from connectors.elastic import ElasticStore
 from connectors.feed_shards import KafkaFeedStateStore
-from connectors.kafka import Producer, Topics, group_members, group_offsets
+from connectors.kafka import Producer, Topics, group_members, group_offsets, new_admin, quick
 from connectors.telemetry import feed_health
 from connectors.throughput import recent_rate
 from pipeline.rules import load_rule_set
@@ -134,11 +132,8 @@ def _stages(status: Status, settings: Settings) -> tuple[Stage, ...]:
 
 def _kafka(status: Status, settings: Settings, topics: Topics, now: float) -> bool:
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_servers,
-            client_id="rasd-status",
-            request_timeout_ms=10_000,
-            bootstrap_timeout_ms=10_000,
+        admin = new_admin(
+            quick(settings.kafka, 10.0), client_id="rasd-status", request_timeout_ms=10_000
         )
     except Exception as exc:
         status.kafka = {"ok": False, "detail": f"unreachable at {settings.kafka_servers}: {exc}"}
@@ -205,7 +200,7 @@ def _elasticsearch(status: Status, settings: Settings, at: datetime) -> bool:
 
 
 def _dead_letters(status: Status, settings: Settings, topics: Topics) -> None:
-    reader = DeadLetterReader(settings.kafka_servers, topics.dlq, None)
+    reader = DeadLetterReader(settings.kafka, topics.dlq, None)
     try:
         counts = Counter((d.stage or "?", d.reason or "?") for d in reader.read())
     finally:
@@ -216,9 +211,7 @@ def _dead_letters(status: Status, settings: Settings, topics: Topics) -> None:
 
 def _feeds(status: Status, settings: Settings, topics: Topics, now: float) -> None:
     # Read-only: the producer is never used, so no Kafka producer is created.
-    store = KafkaFeedStateStore(
-        settings.kafka_servers, topics.feeds_state, Producer(settings.kafka_servers)
-    )
+    store = KafkaFeedStateStore(settings.kafka, topics.feeds_state, Producer(settings.kafka))
     store.load()
     states = list(store.all().values())
     status.feeds = dict(Counter(feed_health(s) for s in states))

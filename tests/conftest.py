@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.settings import KafkaAccess, Settings
 
 # Every `rasd` the suite starts serves no metrics port unless its test asks for
 # one: two processes at once would both want the default port.
@@ -27,9 +27,9 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def es(settings: Settings) -> Iterator[object]:
-    from elasticsearch import Elasticsearch
+    from connectors.elastic import new_elasticsearch
 
-    client = Elasticsearch(settings.elasticsearch_url, request_timeout=30)
+    client = new_elasticsearch(settings.elasticsearch, request_timeout=30)
     try:
         health = client.cluster.health(wait_for_status="yellow", timeout="30s")
     except Exception as exc:  # any failure here means: no usable server
@@ -43,12 +43,14 @@ def es(settings: Settings) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(settings: Settings) -> str:
-    from kafka import KafkaAdminClient
+def kafka_bootstrap(settings: Settings) -> KafkaAccess:
+    """How the tests reach Kafka: the configured access (TLS and SASL included)."""
     from kafka.errors import KafkaError
 
+    from connectors.kafka import new_admin
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=10000)
+        admin = new_admin(settings.kafka, request_timeout_ms=10000)
         admin.describe_cluster()
         admin.close()
     except (KafkaError, OSError) as exc:
@@ -56,7 +58,7 @@ def kafka_bootstrap(settings: Settings) -> str:
             f"Kafka is not reachable at {settings.kafka_servers} ({exc}); "
             "start it with `rasd stack up`"
         )
-    return settings.kafka_servers
+    return settings.kafka
 
 
 @pytest.fixture

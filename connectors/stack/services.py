@@ -3,6 +3,11 @@
 Each knows its files under the state directory, how to configure and start
 itself, how to tell that it is ready, and how to describe its health. The
 orchestration (provisioning first, order, progress) is in :mod:`.stack`.
+
+Secured (``rasd stack up --secure``, :mod:`.secure`), Kafka listens on
+SASL_SSL with SCRAM-SHA-512 users and the StandardAuthorizer's ACLs, and
+Elasticsearch has security on, TLS on HTTP and transport, and a native-realm
+user for rasd.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.settings import Settings
+from pipeline.settings import ElasticAccess, KafkaAccess, Settings
 
 from . import process
 from .errors import StackError
 from .jdk import Jdk
+from .secure import ES_ROLE, ES_ROLE_NAME, ES_SUPERUSER, KAFKA_ADMIN, RASD_USER, SecureFiles
 from .versions import ES_VERSION, KAFKA_VERSION
 
 
@@ -72,8 +78,9 @@ class KafkaService:
 
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secure: SecureFiles | None = None) -> None:
         self.settings = settings
+        self.secure = secure
         self.dir = settings.state_dir / "kafka"
         self.data = self.dir / "data"
         self.logs = self.dir / "logs"
@@ -117,13 +124,86 @@ class KafkaService:
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
         }
+        if self.secure is not None:
+            props.update(self._secure_props(self.secure))
         path = self.dir / "server.properties"
+        # It holds the broker's own password when secured: owner only.
+        path.touch(mode=0o600)
+        path.chmod(0o600)
         path.write_text(
             "# Written by `rasd stack up`; edit the settings, not this file.\n"
             + "".join(f"{k}={v}\n" for k, v in props.items())
         )
         (self.dir / "log4j2.properties").write_text(_KAFKA_LOG4J)
         return path
+
+    def _secure_props(self, secure: SecureFiles) -> dict[str, str]:
+        """SASL_SSL for clients (SCRAM-SHA-512), SASL PLAIN on the loopback controller
+        listener (KRaft controllers cannot read SCRAM users), ACLs for everyone but
+        the broker's own super user."""
+        s = self.settings
+        admin = secure.password("kafka", KAFKA_ADMIN)
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{s.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{s.kafka_port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": f'{plain} required username="'
+            f'{KAFKA_ADMIN}" password="{admin}" user_{KAFKA_ADMIN}="{admin}";',
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": f"{scram} required "
+            f'username="{KAFKA_ADMIN}" password="{admin}";',
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(secure.kafka_keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(secure.ca_cert),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{KAFKA_ADMIN}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    @property
+    def admin_access(self) -> KafkaAccess:
+        """How the stack itself talks to the broker (its super user when secured)."""
+        bootstrap = f"127.0.0.1:{self.port}"
+        return self.secure.kafka_admin(bootstrap) if self.secure else KafkaAccess(bootstrap)
+
+    def grant(self) -> None:
+        """Secured: rasd's SCRAM user and its ACLs (idempotent; after the broker is up)."""
+        if self.secure is None:
+            return
+        from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+        from connectors.kafka import new_admin
+
+        from .secure import rasd_acls
+
+        admin = new_admin(self.admin_access, client_id="rasd-stack", request_timeout_ms=15000)
+        try:
+            outcome = admin.alter_user_scram_credentials(
+                [
+                    UserScramCredentialUpsertion(
+                        RASD_USER,
+                        ScramMechanism.SCRAM_SHA_512,
+                        self.secure.password("kafka", RASD_USER),
+                        iterations=8192,
+                    )
+                ]
+            )
+            failed = {user: err for user, err in outcome.items() if err}
+            if failed:
+                raise StackError(f"creating Kafka's SCRAM user {RASD_USER} failed: {failed}")
+            result = admin.create_acls(rasd_acls())
+            if result.get("failed"):
+                raise StackError(f"creating rasd's Kafka ACLs failed: {result['failed']}")
+        finally:
+            admin.close()
 
     def _java(self, jdk: Jdk, libs: Path, main: str, *args: str, heap: bool = False) -> list[str]:
         opts = (
@@ -161,6 +241,12 @@ class KafkaService:
                 while cluster_id.startswith("-"):
                     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
                 cluster_file.write_text(cluster_id)
+            scram = []
+            if self.secure is not None:
+                # The broker's own user must exist before it starts (inter-broker
+                # SASL); rasd's user is added through the admin API once it runs.
+                admin = self.secure.password("kafka", KAFKA_ADMIN)
+                scram = ["--add-scram", f"SCRAM-SHA-512=[name={KAFKA_ADMIN},password={admin}]"]
             fmt = subprocess.run(
                 self._java(
                     jdk,
@@ -172,6 +258,7 @@ class KafkaService:
                     cluster_file.read_text().strip(),
                     "-c",
                     str(config),
+                    *scram,
                 ),
                 capture_output=True,
                 text=True,
@@ -196,15 +283,12 @@ class KafkaService:
     def _metadata(self) -> dict[str, object] | None:
         # Imported here: `rasd stack` must work before kafka-python is importable
         # in some broken environments, and this keeps start-up light.
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
+        from connectors.kafka import new_admin
+
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=f"127.0.0.1:{self.port}",
-                request_timeout_ms=5000,
-                client_id="rasd-stack",
-            )
+            admin = new_admin(self.admin_access, request_timeout_ms=5000, client_id="rasd-stack")
         except (KafkaError, OSError):
             return None
         try:
@@ -226,6 +310,7 @@ class KafkaService:
         detail = (
             f"KRaft, {len(brokers) if isinstance(brokers, list) else '?'} broker(s), "
             f"cluster {meta.get('cluster_id')}"
+            + (", SASL_SSL (SCRAM-SHA-512), ACLs" if self.secure else "")
         )
         return Health(self.name, self.port, pid, KAFKA_VERSION, True, detail, rss, peak)
 
@@ -259,8 +344,9 @@ class ElasticsearchService:
 
     name = "elasticsearch"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secure: SecureFiles | None = None) -> None:
         self.settings = settings
+        self.secure = secure
         self.dir = settings.state_dir / "elasticsearch"
         self.home = self.dir / "home"
         self.conf = self.dir / "config"
@@ -280,7 +366,12 @@ class ElasticsearchService:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def admin_access(self) -> ElasticAccess:
+        """How the stack itself talks to Elasticsearch (``elastic`` when secured)."""
+        return self.secure.es_superuser(self.url) if self.secure else ElasticAccess(self.url)
 
     def pid(self) -> int | None:
         return process.running_pid(self.files, str(self.dir))
@@ -330,6 +421,8 @@ class ElasticsearchService:
                 shutil.rmtree(self.conf)
             shutil.copytree(dist_home / "config", self.conf)
         (self.conf / "elasticsearch.yml").write_text(self._yaml())
+        if self.secure is not None:
+            self._secure_conf(self.secure, jdk)
         (self.conf / "jvm.options.d").mkdir(exist_ok=True)
         heap = self.settings.es_heap
         (self.conf / "jvm.options.d" / "rasd-heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
@@ -357,6 +450,69 @@ class ElasticsearchService:
             )
         return jdk
 
+    def _secure_conf(self, secure: SecureFiles, jdk: Jdk) -> None:
+        """The certificates in the config directory, and ``elastic``'s bootstrap password
+        in the keystore (read from stdin: never on a command line)."""
+        certs_dir = self.conf / "certs"
+        certs_dir.mkdir(exist_ok=True)
+        for source, name in (
+            (secure.ca_cert, "ca.pem"),
+            (secure.es_cert, "es.pem"),
+            (secure.es_key, "es.key"),
+        ):
+            shutil.copyfile(source, certs_dir / name)
+        (certs_dir / "es.key").chmod(0o600)
+        keystore = self.conf / "elasticsearch.keystore"
+        if keystore.is_file():
+            return
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "ES_JAVA_OPTS")},
+            "ES_JAVA_HOME": str(jdk.home),
+            "ES_PATH_CONF": str(self.conf),
+        }
+        tool = str(self.home / "bin" / "elasticsearch-keystore")
+        for args, stdin in (
+            (["create"], None),
+            (["add", "--stdin", "bootstrap.password"], secure.password("es", ES_SUPERUSER)),
+        ):
+            done = subprocess.run(
+                [tool, *args], input=stdin, env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise StackError(
+                    f"elasticsearch-keystore {args[0]} failed", (done.stdout + done.stderr)[-2000:]
+                )
+
+    def grant(self) -> None:
+        """Secured: the rasd role and user (native realm), as docker/es-setup.sh makes them."""
+        if self.secure is None:
+            return
+        password = self.secure.password("es", RASD_USER)
+        for path, body in (
+            (f"/_security/role/{ES_ROLE_NAME}", ES_ROLE),
+            (
+                f"/_security/user/{RASD_USER}",
+                {"password": password, "roles": [ES_ROLE_NAME], "full_name": "rasd pipeline"},
+            ),
+        ):
+            try:
+                with self._client() as client:
+                    response = client.put(path, json=body)
+            except httpx.HTTPError as exc:
+                raise StackError(f"Elasticsearch: PUT {path} failed: {exc}") from exc
+            if response.status_code != 200:
+                raise StackError(
+                    f"Elasticsearch: PUT {path}: HTTP {response.status_code}",
+                    response.text[-2000:],
+                )
+
+    def _client(self) -> httpx.Client:
+        access = self.admin_access
+        verify: bool | str = str(self.secure.ca_cert) if self.secure else True
+        return httpx.Client(
+            base_url=self.url, headers=access.auth_headers(), verify=verify, timeout=10.0
+        )
+
     def _yaml(self) -> str:
         s = self.settings
         lines = {
@@ -368,12 +524,27 @@ class ElasticsearchService:
             "discovery.type": "single-node",
             "path.data": str(self.data),
             "path.logs": str(self.logs),
-            # Local development only; production (docker compose) keeps security on.
+            # Off unless `rasd stack up --secure`; production (docker compose) keeps it on.
             "xpack.security.enabled": "false",
             # A nearly full developer or CI disk must not turn indices read-only.
             "cluster.routing.allocation.disk.threshold_enabled": "false",
             "action.destructive_requires_name": "false",
         }
+        if self.secure is not None:
+            lines.update(
+                {
+                    "xpack.security.enabled": "true",
+                    "xpack.security.http.ssl.enabled": "true",
+                    "xpack.security.http.ssl.key": "certs/es.key",
+                    "xpack.security.http.ssl.certificate": "certs/es.pem",
+                    "xpack.security.http.ssl.certificate_authorities": "certs/ca.pem",
+                    "xpack.security.transport.ssl.enabled": "true",
+                    "xpack.security.transport.ssl.verification_mode": "full",
+                    "xpack.security.transport.ssl.key": "certs/es.key",
+                    "xpack.security.transport.ssl.certificate": "certs/es.pem",
+                    "xpack.security.transport.ssl.certificate_authorities": "certs/ca.pem",
+                }
+            )
         return "# Written by `rasd stack up`; edit the settings, not this file.\n" + "".join(
             f"{k}: {v}\n" for k, v in lines.items()
         )
@@ -401,7 +572,8 @@ class ElasticsearchService:
 
     def _get(self, path: str) -> dict[str, object] | None:
         try:
-            response = httpx.get(self.url + path, timeout=5.0)
+            with self._client() as client:
+                response = client.get(path, timeout=5.0)
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
@@ -428,7 +600,9 @@ class ElasticsearchService:
             version = node["version"]
             plugins = [p["name"] for p in node.get("plugins", [])]
         status = str(cluster.get("status"))
-        detail = f"cluster {status}, plugins: {', '.join(plugins) or 'none'}"
+        detail = f"cluster {status}, plugins: {', '.join(plugins) or 'none'}" + (
+            ", TLS, security on" if self.secure else ""
+        )
         return Health(
             self.name, self.port, pid, version, status in ("yellow", "green"), detail, rss, peak
         )

@@ -4,6 +4,10 @@
 is missing, then starts each service that is not already running and waits
 until a Kafka metadata call succeeds and ``/_cluster/health`` is yellow or green.
 It is idempotent. ``down`` stops both and checks that no process is left.
+
+``up --secure`` runs both with TLS and authentication (:mod:`.secure`); the
+state directory remembers it, so later ``up``, ``status`` and ``down``, and
+every client with default settings, use the secured stack too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from . import process, provision
 from .errors import StackError
 from .jdk import find_jdks, pick
 from .provision import Progress
+from .secure import SecureFiles
 from .services import ElasticsearchService, Health, KafkaService
 from .versions import KAFKA_MIN_JAVA
 
@@ -35,10 +40,16 @@ class UpReport:
 class LocalStack:
     """The local stack as a whole: one Kafka, one Elasticsearch."""
 
-    def __init__(self, settings: Settings, plugin_compiler: str = "auto") -> None:
+    def __init__(
+        self, settings: Settings, plugin_compiler: str = "auto", secure: bool = False
+    ) -> None:
         self.settings = settings
-        self.kafka = KafkaService(settings)
-        self.elasticsearch = ElasticsearchService(settings)
+        files = SecureFiles(settings.state_dir)
+        #: Secured: asked for now, or remembered from an earlier ``up --secure``.
+        self.secure = files if secure or files.exists() else None
+        self._secure_asked = secure
+        self.kafka = KafkaService(settings, self.secure)
+        self.elasticsearch = ElasticsearchService(settings, self.secure)
         self.plugin_compiler = plugin_compiler
 
     @property
@@ -74,6 +85,14 @@ class LocalStack:
     def up(self, progress: Progress) -> UpReport:
         begin = time.monotonic()
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.secure is not None:
+            if not self.secure.exists() and (self.kafka.data / "meta.properties").exists():
+                raise StackError(
+                    f"{self.settings.state_dir} holds a stack made without --secure; "
+                    "use another RASD_STATE_DIR for the secured one"
+                )
+            progress("secured stack: CA, certificates and passwords")
+            self.secure.ensure(self.settings.kafka_port, self.settings.es_port)
         libs, es_home = self.provision(progress)
         es_jdk = provision.java_for_elasticsearch(self.settings.cache_dir, self.settings.java_home)
         kafka_jdk = pick(find_jdks(self.settings.java_home), KAFKA_MIN_JAVA) or es_jdk
@@ -105,6 +124,10 @@ class LocalStack:
             process.wait_until(
                 svc.ready, proc, self.settings.startup_timeout, svc.name, svc.log_files
             )
+        for svc in self.services:
+            if self.secure is not None:
+                progress(f"{svc.name}: rasd's user and its rights")
+            svc.grant()
         return UpReport(started, running, time.monotonic() - begin)
 
     def down(self) -> list[str]:

@@ -19,10 +19,13 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.markup import escape
 
+from connectors.elastic import explain as explain_es
+from connectors.kafka import explain as explain_kafka
 from pipeline.errors import RasdError
+from pipeline.redact import redact
 from pipeline.settings import Settings
 
-from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, status, storage
+from . import alerts, certs, dlq, feeds, kibana, pages, rules, run, search, stack, status, storage
 from .common import console
 
 __all__ = ["app", "main"]
@@ -71,6 +74,7 @@ app.add_typer(feeds.app, name="feeds")
 app.command("extract")(pages.extract)
 app.add_typer(pages.dedupe_app, name="dedupe")
 app.add_typer(kibana.app, name="kibana", no_args_is_help=True)
+app.add_typer(certs.app, name="certs")
 
 
 def main() -> None:
@@ -78,28 +82,29 @@ def main() -> None:
     try:
         app()
     except RasdError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        _error(str(exc))
         sys.exit(1)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
         )
-        console.print(f"[bold red]error:[/] invalid setting: {escape(problems)}")
+        _error(f"invalid setting: {problems}")
         sys.exit(2)
     except KafkaError as exc:
         settings = _settings_or_none()
-        where = settings.kafka_servers if settings else "the configured servers"
-        console.print(
-            f"[bold red]error:[/] Kafka at {where}: {exc!r} (is it running? `rasd stack up`)"
-        )
+        _error(explain_kafka(exc, settings.kafka if settings else "the configured servers"))
         sys.exit(1)
     except (EsTransportError, ApiError) as exc:
         settings = _settings_or_none()
-        where = settings.elasticsearch_url if settings else "the configured URL"
-        console.print(
-            f"[bold red]error:[/] Elasticsearch at {where}: {escape(str(exc))} (is it running?)"
-        )
+        _error(explain_es(exc, settings.elasticsearch if settings else "the configured URL"))
         sys.exit(1)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped, with every known secret blanked out."""
+    settings = _settings_or_none()
+    line = redact(message, settings.secret_values() if settings else [])
+    console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
 
 
 def _settings_or_none() -> Settings | None:

@@ -29,6 +29,7 @@ from connectors.http import FetchResult, GuardedClient
 from pipeline.alerting import parse_destinations
 from pipeline.errors import RasdError
 from pipeline.matching import RuleMatcher
+from pipeline.redact import redact
 from pipeline.rules import load_rule_set
 from pipeline.settings import Settings
 from rasd.logs import configure_logging
@@ -45,11 +46,19 @@ def settings_from(**overrides: Any) -> Settings:
 
 def fail(exc: RasdError) -> NoReturn:
     """Print a clear one-line error (and the log tail it carries), then exit 1."""
-    console.print(f"[bold red]error:[/] {escape(str(exc))}")
-    log_tail = getattr(exc, "log_tail", "")
+    secrets = _known_secrets()
+    console.print(f"[bold red]error:[/] {escape(redact(str(exc), secrets))}", soft_wrap=True)
+    log_tail = redact(getattr(exc, "log_tail", ""), secrets)
     if log_tail:
         console.print("[dim]" + log_tail.replace("[", r"\[") + "[/]")
     raise typer.Exit(1)
+
+
+def _known_secrets() -> list[str]:
+    try:
+        return Settings().secret_values()
+    except Exception:  # a broken setting is reported elsewhere; nothing to mask then
+        return []
 
 
 def setup_logging(settings: Settings) -> None:

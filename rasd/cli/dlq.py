@@ -32,7 +32,7 @@ def dead_letters(
     """The dead letters (of one stage, with one reason); all of them, or from ``reader``."""
     topics = Topics(settings.namespace)
     own = reader is None
-    reader = reader or DeadLetterReader(settings.kafka_servers, topics.dlq, cursor)
+    reader = reader or DeadLetterReader(settings.kafka, topics.dlq, cursor)
     try:
         return [
             d
@@ -58,8 +58,8 @@ def replay(
     """
     topics = Topics(settings.namespace)
     cursor = None if from_start else topics.group("dlq-replay")
-    reader = DeadLetterReader(settings.kafka_servers, topics.dlq, cursor)
-    producer = Producer(settings.kafka_servers, client_id="rasd-dlq-replay")
+    reader = DeadLetterReader(settings.kafka, topics.dlq, cursor)
+    producer = Producer(settings.kafka, client_id="rasd-dlq-replay")
     try:
         letters = dead_letters(settings, stage, reason, reader=reader)
         total(len(letters))

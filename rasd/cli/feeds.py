@@ -13,7 +13,7 @@ from rich.table import Table
 from connectors.feed_check import check_feed
 from connectors.feed_shards import KafkaFeedStateStore
 from connectors.http import GuardedClient
-from connectors.kafka import Producer, Topics
+from connectors.kafka import Bootstrap, Producer, Topics
 from pipeline.errors import RasdError
 from pipeline.feeds import Feed, load_feeds
 from pipeline.schedule import FeedState, ScheduleBounds, items_per_day
@@ -56,7 +56,7 @@ def feeds_check(
     out.print(table)
 
 
-def feed_states(bootstrap: str, namespace: str) -> dict[str, FeedState]:
+def feed_states(bootstrap: Bootstrap, namespace: str) -> dict[str, FeedState]:
     """Every feed's poller state, as the poller group last saved it."""
     # Read-only: the producer is never used, so no Kafka producer is created.
     store = KafkaFeedStateStore(bootstrap, Topics(namespace).feeds_state, Producer(bootstrap))
@@ -89,7 +89,7 @@ def feeds_status(feeds: FeedsFile = None, namespace: Namespace = None) -> None:
         catalogue = load_feeds(settings.feeds_path)
     except RasdError as exc:
         fail(exc)
-    states = feed_states(settings.kafka_servers, settings.namespace)
+    states = feed_states(settings.kafka, settings.namespace)
     now = time.time()
     table = Table("feed", "state", "last success", "last error", "items/day", "interval", "next")
     for feed in catalogue:

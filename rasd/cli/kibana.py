@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,6 +34,14 @@ def kibana_setup(
             show_default=False,
         ),
     ] = None,
+    ca_certs: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RASD_KIBANA_CA_CERTS",
+            show_envvar=True,
+            help="CA bundle (PEM) that signed Kibana's certificate (https).",
+        ),
+    ] = None,
     wait: Annotated[
         float, typer.Option(help="Seconds to keep retrying while Kibana starts.")
     ] = 300.0,
@@ -43,7 +52,7 @@ def kibana_setup(
     path = ndjson_path(settings.config_dir)
     ndjson = for_namespace(path.read_text(encoding="utf-8"), settings.namespace)
     try:
-        with KibanaClient(url, username, password) as kibana:
+        with KibanaClient(url, username, password, ca_certs=ca_certs) as kibana:
             answer = kibana.import_ndjson(ndjson, wait=wait, progress=console.print)
     except RasdError as exc:
         fail(exc)

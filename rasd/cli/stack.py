@@ -52,11 +52,12 @@ def local_stack(
     state_dir: Path | None = None,
     cache_dir: Path | None = None,
     plugin_compiler: PluginCompiler = "auto",
+    secure: bool = False,
 ) -> LocalStack:
     settings = settings_from(
         kafka_port=kafka_port, es_port=es_port, state_dir=state_dir, cache_dir=cache_dir
     )
-    return LocalStack(settings, plugin_compiler=plugin_compiler)
+    return LocalStack(settings, plugin_compiler=plugin_compiler, secure=secure)
 
 
 @app.command("up")
@@ -74,9 +75,17 @@ def stack_up(
             ">= 21 if there is one, else the Eclipse compiler).",
         ),
     ] = "auto",
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS and authentication on both: Kafka on SASL_SSL (SCRAM-SHA-512, ACLs), "
+            "Elasticsearch with security and TLS, a local CA. The state directory remembers it.",
+        ),
+    ] = False,
 ) -> None:
     """Provision (once) and start Kafka and Elasticsearch; wait until both are ready."""
-    stack = local_stack(kafka_port, es_port, state_dir, cache_dir, plugin_compiler)
+    stack = local_stack(kafka_port, es_port, state_dir, cache_dir, plugin_compiler, secure)
     try:
         with console.status("rasd stack up") as status:
             report = stack.up(lambda line: status.update(line))
@@ -87,6 +96,11 @@ def stack_up(
     for name in report.started:
         console.print(f"{name}: started")
     console.print(f"stack ready in {report.seconds:.1f}s")
+    if stack.secure is not None:
+        console.print(
+            f"secured: CA {stack.secure.ca_cert}; rasd's clients use "
+            f"{stack.secure.state_file} unless RASD_KAFKA_*/RASD_ES_* say otherwise"
+        )
     print_status(stack.status())
 
 

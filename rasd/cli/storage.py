@@ -23,7 +23,7 @@ def topics_create(namespace: Namespace = None) -> None:
     """Create the pipeline's topics if they are missing (idempotent)."""
     settings = settings_from(namespace=namespace)
     created = ensure_topics(
-        settings.kafka_servers,
+        settings.kafka,
         Topics(settings.namespace),
         settings.partitions,
         dedupe_window=timedelta(days=settings.dedupe_window_days),

@@ -23,7 +23,7 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     # Entries read back from the changelog rebuild the LSH index (a closure:
     # the deduper needs the state, and the state feeds the deduper).
     state = KafkaDedupeState(
-        ctx.settings.kafka_servers,
+        ctx.settings.kafka,
         ctx.topics.dedupe_state,
         producer,
         on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
+
+from connectors.kafka import Bootstrap, new_consumer, new_producer
 
 from .conftest import SITE, Run
 
@@ -34,8 +36,8 @@ def _alert_count(es: Any, run: Run) -> int:
     return int(es.count(index=f"{run.namespace}-alerts")["count"])
 
 
-def _topic(kafka_bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+def _topic(kafka_bootstrap: Bootstrap, topic: str) -> list[Any]:
+    consumer = new_consumer(kafka_bootstrap, enable_auto_commit=False)
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -54,7 +56,7 @@ def _gold_first_line(article: dict[str, Any]) -> str:
 
 
 def test_every_article_once_searchable_and_one_alert(
-    run: Run, es: Any, kafka_bootstrap: str, expectations: dict[str, Any]
+    run: Run, es: Any, kafka_bootstrap: Bootstrap, expectations: dict[str, Any]
 ) -> None:
     summary = run.once()
     counts = expectations["counts"]
@@ -118,11 +120,11 @@ def test_every_article_once_searchable_and_one_alert(
 
 
 def test_undecodable_messages_go_to_the_dlq_and_the_pipeline_goes_on(
-    run: Run, es: Any, kafka_bootstrap: str, expectations: dict[str, Any]
+    run: Run, es: Any, kafka_bootstrap: Bootstrap, expectations: dict[str, Any]
 ) -> None:
     created = run.rasd("topics", "create")
     assert created.returncode == 0, created.stderr
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = new_producer(kafka_bootstrap, acks="all")
     producer.send(f"{run.namespace}.items", key=b"poison-1", value=b"\xff\xfe not json")
     producer.send(f"{run.namespace}.enriched", key=b"poison-2", value=b'{"id": 1}')
     producer.flush()

@@ -1,7 +1,8 @@
 """Alert destinations against real local servers: a webhook, a Slack-style hook, SMTP, and ES.
 
-The HTTP and SMTP servers are started by the tests on 127.0.0.1; the delivery
-outcomes and throttle claims go to the real Elasticsearch of ``rasd stack up``.
+The HTTP servers and the SMTP server (aiosmtpd, with STARTTLS and AUTH) are
+started by the tests on 127.0.0.1; the delivery outcomes and throttle claims go
+to the real Elasticsearch of ``rasd stack up``.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import hmac
 import json
 import os
 import socket
-import socketserver
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from pydantic import ValidationError
 
 from connectors.alert_state import AlertStateIndex
 from connectors.destinations import EmailDestination, SlackDestination, WebhookDestination, deliver
+from connectors.stack import certs
 from pipeline.alerting import EmailSpec, SlackSpec, WebhookSpec
 from pipeline.models import Alert, alert_id
 from tests.unit.helpers import alert
@@ -64,45 +70,68 @@ class WebhookServer:
         self.server.server_close()
 
 
-class SmtpSink:
-    """The smallest SMTP server that accepts mail: enough for smtplib, nothing more."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
-    def __init__(self) -> None:
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, optionally with STARTTLS and AUTH.
+
+    ``tls``: offer STARTTLS with a certificate of ``ca`` (a CA of the test's own).
+    ``users``: accept AUTH with these passwords; ``auth_require_tls`` as aiosmtpd's.
+    Records each message, each login attempt, and whether the session had TLS.
+    """
+
+    def __init__(
+        self,
+        ca: certs.Authority | None = None,
+        users: dict[str, str] | None = None,
+        auth_require_tls: bool = True,
+        tmp: Path | None = None,
+    ) -> None:
         self.messages: list[bytes] = []
+        self.logins: list[tuple[str, str, bool]] = []  # (user, password, over TLS)
+        self.tls_sessions: list[bool] = []
         outer = self
+        tls_context = None
+        if ca is not None:
+            assert tmp is not None
+            cert, key = certs.issue(ca, "smtp", ("localhost", "127.0.0.1"))
+            (tmp / "smtp.pem").write_bytes(cert)
+            (tmp / "smtp.key").write_bytes(key)
+            tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls_context.load_cert_chain(tmp / "smtp.pem", tmp / "smtp.key")
 
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                self.wfile.write(b"220 rasd-test ESMTP\r\n")
-                data: list[bytes] | None = None
-                while line := self.rfile.readline():
-                    if data is not None:
-                        if line == b".\r\n":
-                            outer.messages.append(b"".join(data))
-                            data = None
-                            self.wfile.write(b"250 queued\r\n")
-                        else:
-                            data.append(line[1:] if line.startswith(b"..") else line)
-                        continue
-                    verb = line[:4].upper()
-                    if verb in (b"EHLO", b"HELO"):
-                        self.wfile.write(b"250-rasd-test\r\n250 8BITMIME\r\n")
-                    elif verb == b"DATA":
-                        data = []
-                        self.wfile.write(b"354 go ahead\r\n")
-                    elif verb == b"QUIT":
-                        self.wfile.write(b"221 bye\r\n")
-                        return
-                    else:
-                        self.wfile.write(b"250 ok\r\n")
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                outer.messages.append(envelope.original_content or envelope.content)
+                outer.tls_sessions.append(session.ssl is not None)
+                return "250 queued"
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+        ) -> AuthResult:
+            user = auth_data.login.decode()
+            password = auth_data.password.decode()
+            outer.logins.append((user, password, session.ssl is not None))
+            return AuthResult(success=(users or {}).get(user) == password)
+
+        self.port = free_port()
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=tls_context,
+            authenticator=authenticator if users is not None else None,
+            auth_require_tls=auth_require_tls,
+        )
+        self.controller.start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.controller.stop()
 
 
 @pytest.fixture
@@ -170,7 +199,7 @@ def test_slack_compatible_webhook(hook: WebhookServer) -> None:
 
 
 def test_email_over_smtp_is_utf8() -> None:
-    smtp = SmtpSink()
+    smtp = SmtpServer()
     spec = EmailSpec(
         type="email", port=smtp.port, sender="rasd@example.org", to=["desk@example.org"]
     )
@@ -186,14 +215,102 @@ def test_email_over_smtp_is_utf8() -> None:
 
 
 def test_smtp_down_is_retriable() -> None:
-    smtp = SmtpSink()
-    port = smtp.port
-    smtp.close()
+    port = free_port()  # nothing listens there
     spec = EmailSpec(
         type="email", port=port, sender="rasd@example.org", to=["d@example.org"], retries=2
     )
     delivered, error, attempts = deliver(EmailDestination("mail", spec), ALERT, no_wait)
     assert (delivered, attempts) == (False, 2) and "SMTP" in error
+
+
+SMTP_PASSWORD = "a-long-random-smtp-password-1234"
+
+
+@pytest.fixture
+def smtp_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T19_SMTP_USER", "rasd")
+    monkeypatch.setenv("T19_SMTP_PASSWORD", SMTP_PASSWORD)
+
+
+def login_spec(port: int, **fields: Any) -> EmailSpec:
+    values: dict[str, Any] = {
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": port,
+        "sender": "rasd@example.org",
+        "to": ["desk@example.org"],
+        "starttls": True,
+        "username_env": "T19_SMTP_USER",
+        "password_env": "T19_SMTP_PASSWORD",
+        "retries": 1,
+    }
+    return EmailSpec(**{**values, **fields})
+
+
+def test_email_with_starttls_and_auth(smtp_login: None, tmp_path: Path) -> None:
+    ca = certs.new_authority("smtp test CA")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    smtp = SmtpServer(ca, users={"rasd": SMTP_PASSWORD}, tmp=tmp_path)
+    try:
+        spec = login_spec(smtp.port, ca_file=str(tmp_path / "ca.pem"))
+        assert deliver(EmailDestination("mail", spec), ALERT, no_wait) == (True, "", 1)
+    finally:
+        smtp.close()
+    assert smtp.logins == [("rasd", SMTP_PASSWORD, True)]  # logged in over TLS only
+    assert smtp.tls_sessions == [True] and len(smtp.messages) == 1
+
+
+def test_email_refuses_a_server_certificate_it_does_not_trust(
+    smtp_login: None, tmp_path: Path
+) -> None:
+    smtp = SmtpServer(
+        certs.new_authority("smtp test CA"), users={"rasd": SMTP_PASSWORD}, tmp=tmp_path
+    )
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(certs.new_authority("another CA").pem)
+    try:
+        spec = login_spec(smtp.port, ca_file=str(other))
+        delivered, error, _ = deliver(EmailDestination("mail", spec), ALERT, no_wait)
+    finally:
+        smtp.close()
+    assert not delivered and "certificate not trusted" in error
+    assert smtp.logins == [] and smtp.messages == []
+
+
+def test_email_wrong_password_is_refused_by_the_server(smtp_login: None, tmp_path: Path) -> None:
+    ca = certs.new_authority("smtp test CA")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    smtp = SmtpServer(ca, users={"rasd": "the-real-password-is-another"}, tmp=tmp_path)
+    try:
+        spec = login_spec(smtp.port, ca_file=str(tmp_path / "ca.pem"))
+        delivered, error, _ = deliver(EmailDestination("mail", spec), ALERT, no_wait)
+    finally:
+        smtp.close()
+    assert not delivered and "SMTP" in error
+    assert SMTP_PASSWORD not in error and smtp.messages == []
+    assert smtp.logins and all(over_tls for _, _, over_tls in smtp.logins)
+
+
+def test_email_never_sends_credentials_without_tls(smtp_login: None) -> None:
+    """A server that would take a login in the clear (no STARTTLS, AUTH allowed without
+    TLS) gets none: rasd refuses before sending anything, whether the spec asks for no
+    TLS (refused at start-up, and again at send time) or the server strips STARTTLS."""
+    smtp = SmtpServer(users={"rasd": SMTP_PASSWORD}, auth_require_tls=False)
+    try:
+        with pytest.raises(ValidationError, match="need starttls: true"):
+            login_spec(smtp.port, starttls=False)
+        # Past the start-up check (a spec built without validation): refused at send.
+        cleartext = login_spec(smtp.port).model_copy(update={"starttls": False})
+        delivered, error, _ = deliver(EmailDestination("mail", cleartext), ALERT, no_wait)
+        assert not delivered and "refusing to send SMTP credentials" in error
+        # STARTTLS asked for, but the server does not offer it: nothing is sent.
+        delivered, error, _ = deliver(
+            EmailDestination("mail", login_spec(smtp.port)), ALERT, no_wait
+        )
+        assert not delivered and "does not offer STARTTLS" in error
+    finally:
+        smtp.close()
+    assert smtp.logins == [] and smtp.messages == []
 
 
 def test_throttle_claims_and_undelivered_listing(es: Any, unique: str) -> None:

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka import TopicPartition
 
-from connectors.kafka import consumer_lag
+from connectors.kafka import Bootstrap, consumer_lag, new_admin, new_consumer, new_producer
 from pipeline.matching import RuleMatcher
 from pipeline.models import EnrichedArticle, alert_id
 from pipeline.rules import load_rules
@@ -55,7 +54,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None
 
 @pytest.fixture
 def setup(
-    es: Any, kafka_bootstrap: str, unique: str, tmp_path: Path
+    es: Any, kafka_bootstrap: Bootstrap, unique: str, tmp_path: Path
 ) -> Iterator[tuple[dict[str, str], Settings, WebhookServer]]:
     hook = WebhookServer()
     dead = WebhookServer()
@@ -111,7 +110,7 @@ def worker(env: dict[str, str], stage: str, *args: str) -> subprocess.Popen[byte
 
 
 def group_members(bootstrap: str, group: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="t7-test")
+    admin = new_admin(bootstrap, client_id="t7-test")
     try:
         info = admin.describe_groups([group]).get(group) or {}
         return len(info.get("members") or [])
@@ -120,7 +119,7 @@ def group_members(bootstrap: str, group: str) -> int:
 
 
 def topic_keys(bootstrap: str, topic: str) -> Counter[str]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = new_consumer(bootstrap, enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(parts)
@@ -136,7 +135,7 @@ def topic_keys(bootstrap: str, topic: str) -> Counter[str]:
 
 
 def test_two_workers_a_kill_and_syndicated_copies_give_one_alert_per_rule_and_cluster(
-    es: Any, kafka_bootstrap: str, setup: tuple[dict[str, str], Settings, WebhookServer]
+    es: Any, kafka_bootstrap: Bootstrap, setup: tuple[dict[str, str], Settings, WebhookServer]
 ) -> None:
     env, settings, hook = setup
     ns = settings.namespace
@@ -148,7 +147,7 @@ def test_two_workers_a_kill_and_syndicated_copies_give_one_alert_per_rule_and_cl
         "hook": worker(env, "deliver", "--destination", "hook"),
         "dead": worker(env, "deliver", "--destination", "dead"),
     }
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = new_producer(kafka_bootstrap, acks="all")
     try:
         wait_for("two alert workers", lambda: group_members(kafka_bootstrap, f"{ns}.alert") == 2)
 

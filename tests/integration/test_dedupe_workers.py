@@ -89,7 +89,7 @@ def _run(settings: Settings, articles: list[Article]) -> Runtime:
             time.sleep(0.2)
         else:
             pytest.fail("the two sign workers never shared the six partitions")
-        sink = Producer(settings.kafka_servers)
+        sink = Producer(settings.kafka)
         try:
             for a in articles:
                 sink.send(pipeline.topics.articles, a.id, a.to_json())

@@ -7,19 +7,21 @@ committed offset is what a restarted consumer resumes from.
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
+
+from connectors.kafka import Bootstrap, new_admin, new_consumer, new_producer
 
 pytestmark = pytest.mark.integration
 
 
-def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: str, unique: str) -> None:
+def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: Bootstrap, unique: str) -> None:
     topic = f"test-roundtrip-{unique}"
     group = f"test-group-{unique}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = new_admin(kafka_bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     try:
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        producer = new_producer(kafka_bootstrap, acks="all")
         sent = {f"article-{i}".encode(): f"قيصر {i}".encode() for i in range(12)}
         metadata = [producer.send(topic, key=k, value=v).get(timeout=30) for k, v in sent.items()]
         producer.close()
@@ -27,9 +29,9 @@ def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: str, unique: str) -
         by_key = {k: m.partition for k, m in zip(sent, metadata, strict=True)}
         assert len(set(by_key.values())) > 1, "12 keys should spread over 3 partitions"
 
-        consumer = KafkaConsumer(
+        consumer = new_consumer(
+            kafka_bootstrap,
             topic,
-            bootstrap_servers=kafka_bootstrap,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -48,9 +50,9 @@ def test_keyed_roundtrip_with_manual_commit(kafka_bootstrap: str, unique: str) -
         assert sum(o or 0 for o in committed.values()) == len(sent)
 
         # A new member of the same group starts after the committed offsets: nothing left.
-        again = KafkaConsumer(
+        again = new_consumer(
+            kafka_bootstrap,
             topic,
-            bootstrap_servers=kafka_bootstrap,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from kafka import KafkaAdminClient
 from kafka.admin import NewPartitions
 from typer.testing import CliRunner
 
@@ -34,7 +33,7 @@ from connectors.feed_shards import (
     read_catalogue,
 )
 from connectors.http import GuardedClient
-from connectors.kafka import Producer, Topics, delete_namespace, ensure_topics
+from connectors.kafka import Bootstrap, Producer, Topics, delete_namespace, ensure_topics, new_admin
 from connectors.metrics import Stats
 from connectors.poller import FeedPoller, FeedScheduler
 from pipeline.errors import ConfigError
@@ -91,7 +90,7 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, unique: str) -> Iterator[Topics]:
+def topics(kafka_bootstrap: Bootstrap, unique: str) -> Iterator[Topics]:
     topics = Topics(f"t4-{unique}")
     ensure_topics(kafka_bootstrap, topics, partitions=4)
     yield topics
@@ -158,7 +157,7 @@ def _polled_by(name: str, since: float) -> set[str]:
 
 
 def test_two_instances_poll_each_feed_once_per_due_time(
-    kafka_bootstrap: str, topics: Topics, server: str
+    kafka_bootstrap: Bootstrap, topics: Topics, server: str
 ) -> None:
     feeds = _feeds(server)
     catalogue_sink = Producer(kafka_bootstrap)
@@ -207,7 +206,7 @@ def test_two_instances_poll_each_feed_once_per_due_time(
     assert owners == {"rasd-test-a", "rasd-test-b"}
 
 
-def test_the_feed_state_moves_with_the_topic(kafka_bootstrap: str, topics: Topics) -> None:
+def test_the_feed_state_moves_with_the_topic(kafka_bootstrap: Bootstrap, topics: Topics) -> None:
     sink = Producer(kafka_bootstrap)
     try:
         writer = KafkaFeedStateStore(kafka_bootstrap, topics.feeds_state, sink)
@@ -242,11 +241,11 @@ def test_the_feed_state_moves_with_the_topic(kafka_bootstrap: str, topics: Topic
 
 
 def test_feeds_keep_their_partition_when_partitions_are_added(
-    kafka_bootstrap: str, topics: Topics
+    kafka_bootstrap: Bootstrap, topics: Topics
 ) -> None:
     feeds = _feeds("https://news.example.org")
     sink = Producer(kafka_bootstrap)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = new_admin(kafka_bootstrap)
     try:
         assert check_partitions(kafka_bootstrap, topics) == 4
         publish_catalogue(kafka_bootstrap, topics, feeds, sink)
@@ -256,7 +255,17 @@ def test_feeds_keep_their_partition_when_partitions_are_added(
         with pytest.raises(ConfigError, match="feeds-state"):
             check_partitions(kafka_bootstrap, topics)
         admin.create_partitions({topics.feeds_state: NewPartitions(total_count=16)})
-        assert check_partitions(kafka_bootstrap, topics) == 16
+        # The broker's metadata shows the new partitions a moment after the
+        # controller accepted them; a client that asks at once may see the old count.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert check_partitions(kafka_bootstrap, topics) == 16
+                break
+            except ConfigError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         # Every feed changes, and one is removed: the updates and the tombstone
         # go where the feeds were, so no feed is left behind in two partitions.
         renamed = [f.model_copy(update={"name": f"{f.name} (جديد)"}) for f in feeds[1:]]
@@ -271,7 +280,7 @@ def test_feeds_keep_their_partition_when_partitions_are_added(
 
 
 def test_publishing_the_catalogue_writes_changes_and_tombstones(
-    kafka_bootstrap: str, topics: Topics
+    kafka_bootstrap: Bootstrap, topics: Topics
 ) -> None:
     feeds = _feeds("https://news.example.org")
     sink = Producer(kafka_bootstrap)
@@ -289,7 +298,7 @@ def test_publishing_the_catalogue_writes_changes_and_tombstones(
 
 
 def test_feeds_status_reads_the_state_topic(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+    kafka_bootstrap: Bootstrap, topics: Topics, tmp_path: Path
 ) -> None:
     feeds = _feeds("https://news.example.org")[:3]
     catalogue = tmp_path / "feeds.yaml"

@@ -7,10 +7,9 @@ import threading
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
 
 from connectors.dead_letters import read_dead_letters
-from connectors.kafka import Producer, SendFailed
+from connectors.kafka import Bootstrap, Producer, SendFailed, new_admin, new_producer
 from connectors.metrics import Stats
 from connectors.worker import Output, StageWorker, per_record
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _topics(bootstrap: str, *names: str, max_bytes: int | None = None) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(bootstrap)
     configs = {"max.message.bytes": str(max_bytes)} if max_bytes else {}
     admin.create_topics(
         {n: {"num_partitions": 1, "replication_factor": 1, "configs": configs} for n in names},
@@ -28,7 +27,7 @@ def _topics(bootstrap: str, *names: str, max_bytes: int | None = None) -> None:
 
 
 def test_a_record_the_broker_rejects_is_reported_not_lost(
-    kafka_bootstrap: str, unique: str
+    kafka_bootstrap: Bootstrap, unique: str
 ) -> None:
     topic = f"test-small-{unique}"
     _topics(kafka_bootstrap, topic, max_bytes=100_000)
@@ -45,11 +44,13 @@ def test_a_record_the_broker_rejects_is_reported_not_lost(
         sink.close()
 
 
-def test_poison_and_oversized_outputs_go_to_the_dlq(kafka_bootstrap: str, unique: str) -> None:
+def test_poison_and_oversized_outputs_go_to_the_dlq(
+    kafka_bootstrap: Bootstrap, unique: str
+) -> None:
     source, out, dlq = (f"test-{n}-{unique}" for n in ("in", "out", "dlq"))
     _topics(kafka_bootstrap, source, dlq)
     _topics(kafka_bootstrap, out, max_bytes=100_000)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = new_producer(kafka_bootstrap, acks="all")
     for key in (b"good", b"poison", b"huge"):
         producer.send(source, key=key, value=key)
     producer.flush()

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,10 +186,17 @@ def assert_real_command(args: list[str], where: str) -> None:
         )
 
 
+#: ``name:tag`` with an optional digest slot, ``${X_IMAGE_DIGEST:+@}${X_IMAGE_DIGEST:-}``.
+PINNED_IMAGE = re.compile(
+    r"^(?P<name>[\w./-]+):(?P<tag>[\w.-]+)"
+    r"(?P<slot>\$\{(?P<var>\w+_IMAGE_DIGEST):\+@\}\$\{(?P=var):-\})?$"
+)
+
+
 def image_tag(image: str) -> tuple[str, str]:
-    name, _, tag = image.rpartition(":")
-    assert name and tag and "$" not in tag, f"image {image!r} needs a fixed tag"
-    return name, tag
+    m = PINNED_IMAGE.match(image)
+    assert m, f"image {image!r} needs a fixed tag (and at most a digest slot)"
+    return m.group("name"), m.group("tag")
 
 
 # --- docker-compose.yml ------------------------------------------------------------------
@@ -343,10 +351,15 @@ def test_no_plaintext_secret_in_compose() -> None:
             assert value.lower() not in text, f"the placeholder of {key} is in compose"
 
 
-def test_env_example_holds_placeholders_only() -> None:
-    for key, value in env_example().items():
-        if SECRET_KEY.search(key):
-            assert "change-me" in value, f".env.example: {key} looks like a real secret"
+def test_env_example_leaves_every_secret_empty() -> None:
+    """No value to copy and deploy with: each secret is empty, so compose refuses it."""
+    listed = env_example()
+    secrets = {k: v for k, v in listed.items() if SECRET_KEY.search(k)}
+    assert {"ELASTIC_PASSWORD", "KIBANA_PASSWORD", "RASD_ES_PASSWORD"} <= set(secrets)
+    assert {"KAFKA_ADMIN_PASSWORD", "RASD_KAFKA_PASSWORD"} <= set(secrets)
+    secrets["KIBANA_ENCRYPTION_KEY"] = listed["KIBANA_ENCRYPTION_KEY"]
+    for key, value in secrets.items():
+        assert value == "", f".env.example: {key} must be empty, not {value!r}"
 
 
 def test_image_versions_agree() -> None:
@@ -382,7 +395,7 @@ def test_kafka_is_a_single_kraft_node_with_a_volume() -> None:
     kafka = services()["kafka"]
     env = environment(kafka)
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "SASL_SSL://kafka:9092"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert any(v.startswith("kafka-data:") for v in kafka["volumes"])
     for service in rasd_services().values():
@@ -443,7 +456,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_builds_a_non_root_rasd_image() -> None:
     steps = dockerfile_instructions()
     froms = [args for op, args in steps if op == "FROM"]
-    assert froms and froms[-1].split()[0] == "python:3.12-slim"
+    assert froms and froms[-1].split()[0].startswith("python:3.12.")
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "runs as root"
     runs = " ".join(args for op, args in steps if op == "RUN")
@@ -590,7 +603,10 @@ def test_the_config_mount_example_covers_every_rasd_service() -> None:
     (block,) = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
     example = yaml.safe_load(block)
     rasd_image = services()["setup"]["image"]
-    expected = {name for name, s in services().items() if s.get("image") == rasd_image}
+    # All but `certs`, which makes certificates and reads no configuration.
+    expected = {
+        name for name, s in services().items() if s.get("image") == rasd_image and name != "certs"
+    }
     assert "kibana-setup" in expected and "deliver" in expected
     assert set(example["services"]) == expected
     for service in example["services"].values():
@@ -697,3 +713,302 @@ def test_promtool_accepts_the_checked_in_files(args: tuple[str, ...]) -> None:
         [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- security ------------------------------------------------------------------------------
+
+#: The Kafka, Elasticsearch and Kibana images' own user, which reads the keys.
+SERVER_UID = "1000"
+
+
+def compose_config_tool() -> str:
+    """The compose-spec loader of `docker compose config` (scripts/compose-config)."""
+    found = shutil.which("compose-config") or shutil.which(
+        "compose-config", path=str(Path(sys.executable).parent)
+    )
+    assert found, (
+        "compose-config is not built: scripts/test builds it (go build -o "
+        ".venv-test/bin/compose-config ./scripts/compose-config)"
+    )
+    return found
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [compose_config_tool(), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def required_secrets() -> dict[str, str]:
+    """Every variable of .env.example that is empty there, with a value to fill it."""
+    import secrets
+
+    values = {}
+    for key, value in env_example().items():
+        # Empty digests are optional: the version tag alone then.
+        if value == "" and not key.endswith("_IMAGE_DIGEST"):
+            values[key] = secrets.token_hex(24)
+    values["KAFKA_CLUSTER_ID"] = "4L6g3nShT-eMCtK--X86sw"
+    values["RASD_CONTACT_URL"] = "https://news.example.net/contact"
+    return values
+
+
+def write_env(path: Path, **changes: str) -> Path:
+    lines = []
+    for key, value in {**env_example(), **changes}.items():
+        lines.append(f"{key}={value}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_compose_config_refuses_the_shipped_env_example() -> None:
+    done = compose_config(ENV_EXAMPLE)
+    assert done.returncode != 0
+    for name in required_secrets():
+        assert f"required variable {name} is missing a value: set {name} in .env" in done.stderr
+
+
+def test_compose_config_passes_once_every_placeholder_is_filled(tmp_path: Path) -> None:
+    filled = required_secrets()
+    done = compose_config(write_env(tmp_path / ".env", **filled))
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    # One placeholder left is enough to stop it, and the message names it.
+    for name in filled:
+        done = compose_config(write_env(tmp_path / f"{name}.env", **{**filled, name: ""}))
+        assert done.returncode != 0, name
+        assert f"required variable {name} is missing a value" in done.stderr
+
+
+def run_secret_checks(value: str) -> subprocess.CompletedProcess[str]:
+    script = f"source {ROOT / 'docker' / 'secret-checks.sh'}; check_secret SOME_PASSWORD"
+    return subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": "/usr/bin:/bin", "SOME_PASSWORD": value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "is empty"),
+        ("change-me-elastic", "placeholder"),
+        ("change-me-to-a-random-string-of-32-characters-or-more", "placeholder"),
+        ("Changeme123456789", "placeholder"),
+        ("a1b2c3d4e5f6a7b", "has 15 characters; at least 16"),
+    ],
+)
+def test_setup_scripts_refuse_placeholders_and_short_passwords(value: str, why: str) -> None:
+    done = run_secret_checks(value)
+    assert done.returncode == 1 and why in done.stderr, done.stderr
+    assert value == "" or value not in done.stderr  # the message never echoes it
+
+
+def test_setup_scripts_accept_a_random_password() -> None:
+    assert run_secret_checks("3f9a1c0e7b2d4a6f8e0c1b3d").returncode == 0
+
+
+@pytest.mark.parametrize("script", ["es-setup.sh", "kafka-setup.sh"])
+def test_setup_scripts_check_before_they_connect(script: str) -> None:
+    """With one placeholder password, es-setup and kafka-setup stop before any request."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ELASTIC_PASSWORD": "3f9a1c0e7b2d4a6f8e0c1b3d",
+        "KIBANA_PASSWORD": "change-me-kibana",
+        "RASD_ES_USERNAME": "rasd",
+        "RASD_ES_PASSWORD": "3f9a1c0e7b2d4a6f8e0c1b3e",
+        "KAFKA_ADMIN_PASSWORD": "change-me-admin-password",
+        "RASD_KAFKA_USERNAME": "rasd",
+        "RASD_KAFKA_PASSWORD": "3f9a1c0e7b2d4a6f8e0c1b3f",
+        # Nothing listens there: reaching it would hang or fail differently.
+        "ES_URL": "https://127.0.0.1:9",
+        "KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "docker" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "is a placeholder" in done.stderr, done.stderr
+    assert "waiting for" not in done.stdout and "SCRAM" not in done.stdout
+
+
+def test_kafka_listens_on_sasl_ssl_with_scram_and_acls() -> None:
+    svc = services()
+    env = environment(svc["kafka"])
+    assert env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] == (
+        "CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+    )
+    assert env["KAFKA_LISTENERS"] == "SASL_SSL://:9092,CONTROLLER://localhost:9093"
+    assert "SCRAM-SHA-512" in env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    assert env["KAFKA_SSL_KEYSTORE_TYPE"] == "PEM"
+    assert env["KAFKA_SSL_KEYSTORE_LOCATION"] == "/certs/kafka/kafka.pem"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    assert not any(p for p in svc["kafka"].get("ports") or []), "Kafka is published"
+    for name, service in rasd_services().items():
+        env = environment(service)
+        assert env["RASD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["RASD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["RASD_KAFKA_CA_FILE"] == "/certs/ca/ca.crt", name
+        assert env["RASD_KAFKA_USERNAME"] != "admin"
+    setup = svc["kafka-setup"]
+    assert setup["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert svc["setup"]["depends_on"]["kafka-setup"]["condition"] == (
+        "service_completed_successfully"
+    )
+    script = (ROOT / "docker" / "kafka-setup.sh").read_text(encoding="utf-8")
+    assert "--add-config-file" in script and "--resource-pattern-type prefixed" in script
+
+
+def test_elasticsearch_has_tls_on_http_and_transport() -> None:
+    svc = services()
+    env = environment(svc["elasticsearch"])
+    for layer in ("http", "transport"):
+        assert env[f"xpack.security.{layer}.ssl.enabled"] == "true"
+        assert env[f"xpack.security.{layer}.ssl.key"].startswith("certs/")
+        assert env[f"xpack.security.{layer}.ssl.certificate"].startswith("certs/")
+    for name, service in rasd_services().items():
+        env = environment(service)
+        assert env["RASD_ES_URL"].startswith("https://"), name
+        assert env["RASD_ES_CA_CERTS"] == "/certs/ca/ca.crt", name
+    assert environment(svc["es-setup"])["ES_URL"].startswith("https://")
+    assert "--cacert" in (ROOT / "docker" / "es-setup.sh").read_text(encoding="utf-8")
+
+
+def test_certificates_come_from_a_one_shot_certs_service() -> None:
+    svc = services()
+    certs = svc["certs"]
+    assert rasd_invocations(certs)[0][:2] == ["certs", "make"]
+    assert certs.get("restart") == "no"
+    assert certs["user"].split(":")[0] == SERVER_UID
+    assert "certs:/certs" in certs["volumes"]
+    made = set(rasd_invocations(certs)[0][4::2])
+    assert made == {"kafka", "elasticsearch", "kibana"}
+    for name in ("kafka", "elasticsearch", "kibana"):
+        mounts = [str(v) for v in svc[name]["volumes"]]
+        assert any(v.startswith("certs:") and v.endswith(":ro") for v in mounts), name
+    for name in ("kafka", "elasticsearch"):
+        assert svc[name]["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+    for name, service in rasd_services().items():
+        assert "certs:/certs:ro" in service["volumes"], name
+    # The volume starts as the image's /certs, owned by the servers' user.
+    assert f"install -d -o {SERVER_UID} -g 0 -m 0755 /certs" in DOCKERFILE.read_text()
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    """The simple commands of a shell line: words, split at ; && || | ( ) and newlines."""
+    lexer = shlex.shlex(script.replace("\n", " ; "), posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    out: list[list[str]] = [[]]
+    for token in lexer:
+        if token and set(token) <= set(";&|()"):
+            out.append([])
+        elif token and set(token) <= set("<>"):
+            continue
+        else:
+            out[-1].append(token)
+    return [words for words in out if words]
+
+
+def secret_refs(text: str) -> list[str]:
+    return [m for m in re.findall(r"\$\$?\{?(\w+)", text) if SECRET_KEY.search(m)]
+
+
+def test_no_password_on_any_command_line() -> None:
+    """A secret reaches a program through the environment or a file, never as an
+    argument (which `ps` shows): in compose only printf, a shell builtin, may take one."""
+    for name, service in services().items():
+        scripts = [*as_argv(service.get("entrypoint")), *as_argv(service.get("command"))]
+        test = (service.get("healthcheck") or {}).get("test") or []
+        scripts += [str(t) for t in test[1:]] if test and test[0] == "CMD-SHELL" else test
+        for script in scripts:
+            for words in shell_commands(str(script)):
+                if secret_refs(" ".join(words)):
+                    assert words[0] == "printf", f"{name}: a secret on {words[0]}'s command line"
+    for script in ("es-setup.sh", "kafka-setup.sh"):
+        text = (ROOT / "docker" / script).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            code = line.split("#", 1)[0]
+            if secret_refs(code) and not re.search(
+                r"\b(printf|check_secret|quote)\b|^\s*:|\$\{#", code
+            ):
+                assert re.match(r"\s*(for |\S+=|\[\[|es (PUT|POST)|\S+\\$)", code), (
+                    f"{script}: {line.strip()}"
+                )
+        assert '-u "elastic:' not in text and '--data-binary "' not in text
+
+
+def test_every_rasd_service_is_hardened() -> None:
+    rasd_image = services()["setup"]["image"]
+    hardened = {n: s for n, s in services().items() if s.get("image") == rasd_image}
+    assert {"certs", "kibana-setup", "setup", "poller", "deliver"} <= set(hardened)
+    for name, service in hardened.items():
+        assert str(service["user"]).split(":")[0] not in ("0", "root"), name
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service.get("mem_limit") and service.get("cpus"), name
+        assert "/tmp" in service.get("tmpfs", []), name
+
+
+def test_the_servers_drop_capabilities_and_have_limits() -> None:
+    for name in ("kafka", "elasticsearch", "kibana", "es-setup", "kafka-setup"):
+        service = services()[name]
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service.get("mem_limit") and service.get("cpus"), name
+
+
+def test_images_are_pinned_by_version_with_a_digest_slot() -> None:
+    for name, service in services().items():
+        image = str(service["image"])
+        if image == services()["setup"]["image"]:
+            assert re.fullmatch(r"\$\{RASD_IMAGE:-rasd:\d+\.\d+\.\d+\}", image), image
+            continue
+        m = PINNED_IMAGE.match(image)
+        assert m, f"{name}: {image}"
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", m.group("tag")), f"{name}: {image}"
+        if service.get("build") is None:
+            assert m.group("slot"), f"{name}: {image} has no digest slot"
+    froms = [
+        line.split()[1]
+        for path in (DOCKERFILE, ROOT / "docker" / "elasticsearch" / "Dockerfile")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if (line.startswith("FROM ") and " AS elasticsearch" not in line) or "AS build" in line
+    ]
+    assert froms
+    for image in froms:
+        if image == "elasticsearch":
+            continue
+        assert re.search(r":\d+\.\d+\.\d+[\w.-]*\$\{\w+_IMAGE_DIGEST:\+@\}", image), image
+    deploy = DEPLOY_DOC.read_text(encoding="utf-8")
+    assert "docker buildx imagetools inspect" in deploy
+
+
+def test_kibana_serves_https_on_loopback_by_default() -> None:
+    kibana = services()["kibana"]
+    env = environment(kibana)
+    assert env["SERVER_SSL_ENABLED"] == "true"
+    assert env["SERVER_SSL_CERTIFICATE"].endswith("/kibana/kibana.crt")
+    assert env["ELASTICSEARCH_HOSTS"] == '["https://elasticsearch:9200"]'
+    assert env["ELASTICSEARCH_SSL_CERTIFICATEAUTHORITIES"].endswith("/ca/ca.crt")
+    (port,) = kibana["ports"]
+    assert str(port).startswith("${KIBANA_BIND:-127.0.0.1}:")
+    assert env_example()["KIBANA_BIND"] == "127.0.0.1"
+    assert env_example()["KIBANA_PUBLIC_URL"].startswith("https://")
+    assert environment(services()["kibana-setup"])["RASD_KIBANA_URL"].startswith("https://")

@@ -4,7 +4,10 @@
  * `rasd stack up` runs locally (the integ-test distribution from Maven Central,
  * which ships without analysis-common). pattern_capture is here too, with
  * analysis-common's settings (patterns, preserve_original), so that the stock
- * fallback of rasd_arabic_clitics can be measured locally.
+ * fallback of rasd_arabic_clitics can be measured locally. The uax_url_email
+ * tokenizer and the unique filter are what the security index's "email"
+ * analyzer needs besides pattern_capture, so that the native realm works on the
+ * secured local stack (`rasd stack up --secure`).
  *
  * Because the names are the same, one index template works both here and on a
  * full Elasticsearch in production. Never install this plugin next to
@@ -19,6 +22,7 @@ import java.util.regex.Pattern;
 import org.apache.lucene.analysis.Analyzer;
 import org.apache.lucene.analysis.CharArraySet;
 import org.apache.lucene.analysis.TokenStream;
+import org.apache.lucene.analysis.email.UAX29URLEmailTokenizer;
 import org.apache.lucene.analysis.ar.ArabicAnalyzer;
 import org.apache.lucene.analysis.ar.ArabicNormalizationFilter;
 import org.apache.lucene.analysis.ar.ArabicStemFilter;
@@ -31,6 +35,7 @@ import org.elasticsearch.index.analysis.AnalyzerProvider;
 import org.elasticsearch.index.analysis.PreBuiltAnalyzerProviderFactory;
 import org.elasticsearch.index.analysis.PreConfiguredTokenFilter;
 import org.elasticsearch.index.analysis.TokenFilterFactory;
+import org.elasticsearch.index.analysis.TokenizerFactory;
 import org.elasticsearch.indices.analysis.AnalysisModule.AnalysisProvider;
 import org.elasticsearch.indices.analysis.PreBuiltCacheFactory.CachingStrategy;
 import org.elasticsearch.plugins.AnalysisPlugin;
@@ -65,8 +70,25 @@ public final class RasdAnalysisPlugin extends Plugin implements AnalysisPlugin {
                 Pattern[] patterns = settings.getAsList("patterns").stream().map(Pattern::compile).toArray(Pattern[]::new);
                 boolean preserve = settings.getAsBoolean("preserve_original", true);
                 return filter(name, input -> new PatternCaptureGroupTokenFilter(input, preserve, patterns));
+            },
+            "unique", (indexSettings, env, name, settings) -> {
+                boolean samePosition = settings.getAsBoolean("only_on_same_position", false);
+                return filter(name, input -> new UniqueTokenFilter(input, samePosition));
             }
         );
+    }
+
+    /** Tokenizers by type: {@code uax_url_email}, with analysis-common's {@code max_token_length}. */
+    @Override
+    public Map<String, AnalysisProvider<TokenizerFactory>> getTokenizers() {
+        return Map.of("uax_url_email", (indexSettings, env, name, settings) -> {
+            int maxTokenLength = settings.getAsInt("max_token_length", 255);
+            return TokenizerFactory.newFactory(name, () -> {
+                UAX29URLEmailTokenizer tokenizer = new UAX29URLEmailTokenizer();
+                tokenizer.setMaxTokenLength(maxTokenLength);
+                return tokenizer;
+            });
+        });
     }
 
     /** The {@code arabic} analyzer by bare name, e.g. in {@code _analyze} or a mapping. */
