@@ -215,14 +215,20 @@ class RuleMatch(Match):
         )
 
 
-class GeoPoint(RasdModel):
+class _Value(BaseModel):
+    """A value inside a message (no version of its own)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class GeoPoint(_Value):
     """A WGS84 point, as Elasticsearch's ``geo_point`` takes it."""
 
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
-class Place(RasdModel):
+class Place(_Value):
     """A place an article names, from the gazetteers (:mod:`pipeline.gazetteer`)."""
 
     name: str
@@ -236,7 +242,7 @@ class Place(RasdModel):
     location: GeoPoint | None = None
 
 
-class Entity(RasdModel):
+class Entity(_Value):
     """A person or organisation an article names (``type``: person, armed_group…)."""
 
     name: str
