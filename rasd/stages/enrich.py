@@ -1,4 +1,4 @@
-"""The enrich stage: language, canonical text, rules, places, entities (``deduped`` → ``enriched``)."""
+"""The enrich stage: language, canonical text, rules, places and entities (deduped → enriched)."""
 
 from __future__ import annotations
 

@@ -208,7 +208,9 @@ def test_migrate_onto_the_place_objects_loses_nothing(
     namespace = f"test-mig4-{unique}"
     november = datetime(2026, 11, 5, tzinfo=UTC)
     old = ElasticStore(
-        settings.elasticsearch_url, namespace, _template_before_places(settings.config_dir, tmp_path)
+        settings.elasticsearch_url,
+        namespace,
+        _template_before_places(settings.config_dir, tmp_path),
     )
     new = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
     try:
