@@ -51,7 +51,7 @@ import hashlib
 import json
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,24 +118,32 @@ def _canon_set(words: str) -> frozenset[str]:
 
 #: Place words: a name right after one of them is a place of that kind.
 PLACE_WORDS: Final[dict[str, PlaceKind | None]] = {
-    **{w: "city" for w in _canon_set("مدينة مدينتي بلدة بلدتي قرية قريتي مدن بلدات قرى")},
+    **{w: "city" for w in _canon_set("مدينة مدينتي بلدة بلدتي قرية قريتي مدن بلدات قرى بلدية")},
     **{w: "governorate" for w in _canon_set("محافظة محافظتي ولاية")},
     **{w: "region" for w in _canon_set("منطقة مناطق ريف إقليم قضاء ناحية")},
     **{w: "camp" for w in _canon_set("مخيم مخيمي مخيمات")},
     **{w: "prison" for w in _canon_set("سجن سجني معتقل")},
     **{w: "crossing" for w in _canon_set("معبر معبري منفذ")},
     **{w: "neighbourhood" for w in _canon_set("حي أحياء حارة")},
-    **{w: None for w in _canon_set("عاصمة العاصمة أهالي سكان ضواحي أطراف محيط مشارف")},
+    **{w: None for w in _canon_set("أهالي سكان ضواحي أطراف محيط مشارف")},
 }
 #: Prepositions and directions before a name.
 PREPOSITIONS: Final = _canon_set(
-    "في من إلى الى نحو قرب قربي بين داخل حول وسط عند لدى باتجاه "
-    "شمال جنوب شرق غرب شمالي جنوبي شرقي غربي"
+    "في من إلى الى نحو قرب قربي بين داخل حول وسط عند لدى باتجاه على عن حتى "
+    "شمال جنوب شرق غرب شمالي جنوبي شرقي غربي "
+    # Verbs whose object is often a place.
+    "زار زارت زيارة شهد شهدت دخل دخلت غادر غادرت اقتحم اقتحمت حاصر استهدف استهدفت "
+    "قصف تقع يقع"
 )
+#: At least this many inhabitants: a preposition is enough for a common-word name
+#: (في حماة, في القاهرة) when the outlet is of the same country or the text names it.
+BIG_POPULATION: Final = 400_000
+#: And this many: a preposition is enough wherever the outlet is.
+HUGE_POPULATION: Final = 1_000_000
 #: A name right after these is part of a person's name (محمد الخليل, أبو صور).
 PERSON_WORDS: Final = _canon_set(
     "أبو ابو أبي ابي أم بن ابن بنت عبد آل السيد السيدة الشيخ الدكتور المحامي الصحفي "
-    "الناشط الناشطة محمد أحمد احمد محمود علي حسن حسين خالد عمر عمار إبراهيم ابراهيم يوسف "
+    "الناشط الناشطة محمد أحمد احمد محمود حسن حسين خالد عمر عمار إبراهيم ابراهيم يوسف "
     "سامر سمير مصطفى عبدالله عبدالرحمن ماهر بشار رامي فراس وائل مازن نزار هشام ياسر "
     "طارق زياد منير كمال جمال فادي باسل غسان سليم عادل عماد أيمن ايمن مريم فاطمة "
     "زينب سارة نور هدى رنا لينا ريم الحاج"
@@ -255,7 +263,7 @@ def _read_yaml(path: Path, model: type[Any]) -> Any:
 _ARABIC: Final = re.compile("[\u0600-\u06ff]")
 #: Bump when the selection below changes, so that old caches are not reused.
 _SELECTION: Final = (
-    f"v2 {sorted(CORE)} {sorted(REGION)} {REGION_MIN_POPULATION} {WORLD_MIN_POPULATION}"
+    f"v3 {sorted(CORE)} {sorted(REGION)} {REGION_MIN_POPULATION} {WORLD_MIN_POPULATION}"
 )
 
 
@@ -277,8 +285,7 @@ def _geonames_places() -> list[dict[str, Any]]:
         names = [n for n in city.get("alternatenames", ()) if _ARABIC.search(n)]
         if not names:
             continue
-        # The display name: the shortest one-word spelling (دمشق, not د مشق or الشام).
-        names.sort(key=lambda n: (" " in n, len(n)))
+        names = _display_first(names)
         kept.append(
             {
                 "id": f"geonames:{city['geonameid']}",
@@ -293,6 +300,16 @@ def _geonames_places() -> list[dict[str, Any]]:
             }
         )
     return kept
+
+
+def _display_first(names: list[str]) -> list[str]:
+    """``names`` with the display name first: the spelling most alternates agree on
+    (الرقة over رقه, عمّان over امان), written with ة and hamza where one is."""
+    counts = Counter(normalize(n, fold_teh_marbuta=True) for n in names)
+    best = max(counts, key=lambda c: (counts[c], " " not in c, -len(c)))
+    same = [n for n in names if normalize(n, fold_teh_marbuta=True) == best]
+    display = max(same, key=lambda n: ("\u0629" in n, sum(ch in "أإآؤ" for ch in n), -len(n)))
+    return [display, *(n for n in names if n != display)]
 
 
 def _cached_geonames(cache_dir: Path | None) -> list[dict[str, Any]]:
@@ -374,6 +391,8 @@ class _Name:
     entry: int
     words: int
     ambiguous: bool
+    #: A common word (the supplement's lists), not only a small place with ال.
+    common: bool = False
 
 
 @dataclass(slots=True)
@@ -385,6 +404,7 @@ class _Candidate:
     before: str  # the token before, without و/ف, if only whitespace separates them
     before_chain_prep: bool
     names: list[_Name]
+    in_list: bool = False
 
 
 class Gazetteers:
@@ -410,13 +430,18 @@ class Gazetteers:
         table: dict[str, list[tuple[int, str, _Name]]] = defaultdict(list)
 
         def add(
-            kind: Literal["place", "country", "entity"], idx: int, spelling: str, amb: bool
+            kind: Literal["place", "country", "entity"],
+            idx: int,
+            spelling: str,
+            amb: bool,
+            common: bool = False,
         ) -> None:
             words = term_words(spelling)
             canon = " ".join(words)
-            if not words or canon in excluded:
+            if not words or (kind == "place" and canon in excluded):
                 return
-            name = _Name(kind, idx, len(words), amb or canon in ambiguous_names)
+            common = len(words) == 1 and (common or canon in ambiguous_names)
+            name = _Name(kind, idx, len(words), amb or common, common)
             rest = "".join(" " + w for w in words[1:])
             for token, chain in name_spellings(words[0]).items():
                 table[f" {token}{rest} "].append((len(chain), chain, name))
@@ -433,7 +458,7 @@ class Gazetteers:
                     and one_word
                     and normalize(spelling).startswith("ال")
                 )
-                add("place", i, spelling, (amb_entry and one_word) or auto_ambiguous)
+                add("place", i, spelling, auto_ambiguous, amb_entry and one_word)
         for i, c in enumerate(self.countries):
             for spelling in (c.name, *c.names):
                 add("country", i, spelling, c.ambiguous)
@@ -473,7 +498,7 @@ class Gazetteers:
             if stream.soft_gap_before(begin):
                 prev = stream.tokens[first - 1]
                 for conj in ("و", "ف"):
-                    if prev.startswith(conj) and len(prev) > 3 and prev[1:] in _CUE_WORDS:
+                    if prev.startswith(conj) and len(prev) >= 3 and prev[1:] in _CUE_WORDS:
                         prev = prev[1:]
                 for prep in ("ب", "ل", "وب", "ول", "فب", "فل"):
                     if prev.startswith(prep) and prev[len(prep) :] in PLACE_WORDS:
@@ -520,7 +545,7 @@ class Gazetteers:
                 p = self.places[plain[0].entry]
                 if p.cue_only or self._minor(p, plain[0]):
                     continue
-                if p.kind in ("governorate", "region") and p.admin1:
+                if p.admin1:  # a city names its governorate too
                     regions.add((p.country, p.admin1))
                 countries.setdefault(p.country, None)
         named_countries = set(countries)
@@ -530,8 +555,11 @@ class Gazetteers:
         scores: dict[str, float] = defaultdict(float)
         entities: dict[str, None] = {}
         body_start = None
+        listed: tuple[str, int] = ("", -2)  # (field, last token) of the last place kept
         for c in candidates:
             stream = c.stream
+            # و before a name right after a place kept: a list of places (حمص وحماة).
+            c.in_list = c.chain.startswith("و") and listed == (stream.field, c.first - 1)
             if c.names and all(n.kind == "entity" for n in c.names):
                 for n in c.names:
                     e = self.entities[n.entry]
@@ -548,6 +576,7 @@ class Gazetteers:
                 if country_names and (not country_names[0].ambiguous or self._cue(c)[0]):
                     countries.setdefault(self.countries[country_names[0].entry].country, None)
                 continue
+            listed = (stream.field, c.last)
             start, end = stream.span(c.first, c.last)
             hit = PlaceHit(
                 place, self.admin1_name(place), stream.field, stream.text[start:end], start, end,
@@ -599,18 +628,30 @@ class Gazetteers:
         if not names or self._person(c):
             return None
         cue, cue_kind, place_word = self._cue(c)
+        cue = cue or c.in_list
         best: tuple[tuple[float, ...], PlaceEntry] | None = None
         for n in names:
             p = self.places[n.entry]
-            text_context = p.country in named or (p.country, p.admin1) in regions
+            text_context = c.in_list or p.country in named or (p.country, p.admin1) in regions
             context = text_context or p.country in countries
             if p.cue_only and not (place_word and cue_kind == p.kind):
                 continue
-            if n.ambiguous:
+            if n.common:
+                # A common word: a place word, or a cue and the text's context (or a
+                # big city of the outlet's country, في حماة; or a capital, في القاهرة).
+                big = p.population >= BIG_POPULATION and p.country in countries
+                big = big or p.population >= HUGE_POPULATION
+                if not (place_word or (cue and (text_context or big))):
+                    continue
+            elif n.ambiguous:
                 if not (place_word or (cue and context)):
                     continue
-            elif self._minor(p, n) and not (cue or text_context):
-                continue
+            elif self._minor(p, n):
+                # Abroad, ل (to, for) before a one-word name is too weak: لحصار is no Hisar.
+                weak = c.before not in _CUE_WORDS and c.chain.endswith("ل")
+                weak = weak and p.country not in CORE
+                if not ((cue and not weak) or text_context):
+                    continue
             score = (
                 1.0 if cue_kind is not None and cue_kind == p.kind else 0.0,
                 1.0 if (p.country, p.admin1) in regions else 0.0,
