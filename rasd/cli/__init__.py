@@ -22,7 +22,7 @@ from rich.markup import escape
 from pipeline.errors import RasdError
 from pipeline.settings import Settings
 
-from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, storage
+from . import alerts, dlq, feeds, kibana, pages, rules, run, search, stack, storage, story
 from .common import console
 
 __all__ = ["app", "main"]
@@ -70,6 +70,8 @@ app.add_typer(feeds.app, name="feeds")
 app.command("extract")(pages.extract)
 app.add_typer(pages.dedupe_app, name="dedupe")
 app.add_typer(kibana.app, name="kibana", no_args_is_help=True)
+app.command("story")(story.story)
+app.command("enrich")(story.enrich)
 
 
 def main() -> None:
