@@ -13,6 +13,7 @@ the Elasticsearch store, the rule matcher, the gazetteers), each made on first u
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,11 +136,15 @@ class StageContext:
     def gazetteers(self) -> Gazetteers:
         """Places and entities: the shipped gazetteers plus the users' files."""
         s = self.settings
-        return load_gazetteers(
+        gazetteers = load_gazetteers(
             [s.places_file] if s.places_file else [],
             [s.entities_file] if s.entities_file else [],
             cache_dir=s.cache_dir,
         )
+        # Hundreds of thousands of names live as long as the process: keep the
+        # cyclic garbage collector from walking them on every full collection.
+        gc.freeze()
+        return gazetteers
 
     @functools.cached_property
     def destinations(self) -> dict[str, DestinationSpec]:
