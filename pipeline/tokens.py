@@ -59,6 +59,7 @@ class TokenStream:
         #: ``" tok tok | tok "``: the tokens joined, ``|`` where punctuation separates them.
         self.joined: str
         self._spans: list[tuple[int, int]] | None = None
+        self._last = (0, -1)  # (offset, token index) of the last index_at answer
         # lower() turns İ into i + a combining dot, which would split the token.
         if unicodedata.is_normalized("NFKC", text) and "\u0307" not in self.normalized:
             folded = self.normalized.replace("\u0629", "\u0647")
@@ -95,7 +96,17 @@ class TokenStream:
         Every gap before it is one space, or two around a ``|``; tokens hold neither.
         """
         joined = self.joined
-        return joined.count(" ", 0, offset) - joined.count("|", 0, offset) - 1
+        # Automata report hits in order: count from the last answer, not from the start.
+        last_offset, last_index = self._last
+        if offset < last_offset:
+            last_offset, last_index = 0, -1
+        index = (
+            last_index
+            + joined.count(" ", last_offset, offset)
+            - joined.count("|", last_offset, offset)
+        )
+        self._last = (offset, index)
+        return index
 
     def soft_gap_before(self, offset: int) -> bool:
         """Whether only whitespace or one hyphen precedes the token at ``offset``."""
