@@ -681,18 +681,21 @@ def load_gazetteers(
     *,
     cache_dir: Path | None = None,
     geonames: bool = True,
+    config_dir: Path | None = None,
 ) -> Gazetteers:
     """The shipped gazetteers plus the users' files (same shapes as the shipped ones).
 
-    ``geonames=False`` leaves GeoNames out (the supplement files alone). A
-    ``ConfigError`` names the file and the problem.
+    The shipped files are ``<config_dir>/gazetteer/`` (``RASD_CONFIG_DIR``; by
+    default the checkout's ``config/``). ``geonames=False`` leaves GeoNames out
+    (the supplement files alone). A ``ConfigError`` names the file and the problem.
     """
+    shipped = config_dir / "gazetteer" if config_dir else _CONFIG
     places: list[PlaceEntry] = []
     countries: list[CountryEntry] = []
     ambiguous: list[str] = []
     exclude: list[str] = []
     admin1: dict[str, dict[str, str]] = {}
-    for path in (DEFAULT_PLACES, *places_files):
+    for path in (shipped / DEFAULT_PLACES.name, *places_files):
         data: _PlacesFile = _read_yaml(Path(path), _PlacesFile)
         places.extend(data.places)
         countries.extend(data.countries)
@@ -706,7 +709,7 @@ def load_gazetteers(
         places.extend(PlaceEntry.model_construct(**p) for p in _cached_geonames(cache_dir))
     entities: list[EntityEntry] = []
     seen: dict[str, Path] = {}
-    for path in (DEFAULT_ENTITIES, *entities_files):
+    for path in (shipped / DEFAULT_ENTITIES.name, *entities_files):
         for e in _read_yaml(Path(path), _EntitiesFile).entities:
             if e.id in seen and seen[e.id] != path:
                 entities = [x for x in entities if x.id != e.id]  # a user's entry replaces ours

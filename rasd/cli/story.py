@@ -164,6 +164,7 @@ def _enricher(settings: Settings, rules: Path | None) -> Enricher:
             [settings.places_file] if settings.places_file else [],
             [settings.entities_file] if settings.entities_file else [],
             cache_dir=settings.cache_dir,
+            config_dir=settings.config_dir,
         )
     except RasdError as exc:
         fail(exc)

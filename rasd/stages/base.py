@@ -140,6 +140,7 @@ class StageContext:
             [s.places_file] if s.places_file else [],
             [s.entities_file] if s.entities_file else [],
             cache_dir=s.cache_dir,
+            config_dir=s.config_dir,
         )
         # Hundreds of thousands of names live as long as the process: keep the
         # cyclic garbage collector from walking them on every full collection.
