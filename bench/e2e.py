@@ -15,7 +15,13 @@ politeness (2 requests in flight, 0.5 s between starts) the figure would be
 the politeness spacing, about 2 pages per second, not the pipeline. The
 benchmark therefore lifts the per-host limits unless ``--polite`` is given.
 
-Needs ``rasd stack up``. Usage: ``python bench/e2e.py [--copies 8] [--runs 3] [--polite]``.
+``--baseline DIR`` compares with another checkout of rasd (a release, or the
+main branch exported with ``git archive``): runs alternate between that code
+and this one in the same command, so the machine's load weighs on both alike,
+and the medians of both and their ratio are printed.
+
+Needs ``rasd stack up``. Usage:
+``python bench/e2e.py [--copies 8] [--runs 3] [--polite] [--baseline DIR]``.
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ def watch_searchable(
         stop.wait(0.05)
 
 
-def one_run(copies: int, workdir: Path, polite: bool) -> dict[str, float]:
+def one_run(copies: int, workdir: Path, polite: bool, code: Path | None = None) -> dict[str, float]:
     settings = Settings(namespace=f"bench-{uuid.uuid4().hex[:8]}")
     site_root = make_site(copies, workdir / settings.namespace)
     es = new_elasticsearch(settings.elasticsearch)
@@ -100,6 +106,8 @@ def one_run(copies: int, workdir: Path, polite: bool) -> dict[str, float]:
         }
         if not polite:
             env |= {"RASD_HOST_MIN_SPACING": "0", "RASD_HOST_MAX_CONCURRENCY": "64"}
+        if code is not None:  # another checkout's rasd: its packages first on the path
+            env["PYTHONPATH"] = str(code)
         watcher = threading.Thread(
             target=watch_searchable, args=(es, f"{settings.namespace}-articles", seen, stop)
         )
@@ -108,6 +116,7 @@ def one_run(copies: int, workdir: Path, polite: bool) -> dict[str, float]:
         done = subprocess.run(
             [sys.executable, "-m", "rasd", "run", "--once", "--json"],
             env=env,
+            cwd=code,
             capture_output=True,
             text=True,
             check=False,
@@ -151,19 +160,33 @@ def main() -> None:
     parser.add_argument(
         "--polite", action="store_true", help="keep the per-host limits (one host serves all)"
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of rasd to compare with, run by run"
+    )
     args = parser.parse_args()
-    results = []
+    codes: dict[str, Path | None] = {"this": None}
+    if args.baseline:
+        codes = {"baseline": args.baseline.resolve(), "this": None}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.runs):
-            result = one_run(args.copies, Path(tmp), args.polite)
-            results.append(result)
-            print(
-                f"run {n + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True
-            )
+            for name, code in codes.items():
+                result = one_run(args.copies, Path(tmp), args.polite, code)
+                results[name].append(result)
+                print(
+                    f"run {n + 1} ({name}): "
+                    + ", ".join(f"{k}={v:.2f}" for k, v in result.items()),
+                    flush=True,
+                )
     limits = "per-host limits on" if args.polite else "per-host limits lifted"
-    print(f"\nmedian of {args.runs} runs, {args.copies} copies of the bundled site ({limits}):")
-    for key in results[0]:
-        print(f"  {key:18s} {statistics.median(r[key] for r in results):10.2f}")
+    for name, runs in results.items():
+        print(f"\n{name}: median of {args.runs} runs, {args.copies} copies ({limits}):")
+        for key in runs[0]:
+            print(f"  {key:18s} {statistics.median(r[key] for r in runs):10.2f}")
+    if args.baseline:
+        base = statistics.median(r["articles_per_s"] for r in results["baseline"])
+        this = statistics.median(r["articles_per_s"] for r in results["this"])
+        print(f"\narticles_per_s this / baseline: {this / base:.3f}")
 
 
 if __name__ == "__main__":

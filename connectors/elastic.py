@@ -179,6 +179,25 @@ def new_elasticsearch(target: ElasticAccess | str, **options: Any) -> Elasticsea
     return Elasticsearch(**access.options(), **options)
 
 
+def upgrade_source(source: dict[str, Any]) -> dict[str, Any]:
+    """A document of an older template in the current template's shape.
+
+    Template 4 made ``places`` and ``entities`` objects where version 3 had
+    keyword arrays: a string is carried over as ``{"name": ...}``, so nothing
+    a v3 document held is lost.
+    """
+    out = source
+    for key in ("places", "entities"):
+        values = source.get(key)
+        if isinstance(values, str):
+            values = [values]
+        if isinstance(values, list) and any(isinstance(v, str) for v in values):
+            if out is source:
+                out = dict(source)
+            out[key] = [{"name": v} if isinstance(v, str) else v for v in values]
+    return out
+
+
 class ElasticStore:
     """The articles alias ``<ns>-articles`` and the alerts index ``<ns>-alerts``."""
 
@@ -458,7 +477,12 @@ class ElasticStore:
             preserve_order=False,
         )
         actions = (
-            {"_op_type": "index", "_index": target, "_id": d["_id"], "_source": d["_source"]}
+            {
+                "_op_type": "index",
+                "_index": target,
+                "_id": d["_id"],
+                "_source": upgrade_source(d["_source"]),
+            }
             for d in docs
         )
         for ok, item in helpers.streaming_bulk(

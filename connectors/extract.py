@@ -41,6 +41,7 @@ from htmldate import find_date
 from trafilatura.settings import Document
 
 from connectors.http import FetchResult
+from pipeline.arabic_dates import parse_arabic_date
 from pipeline.errors import PermanentError
 from pipeline.language import detect_language
 from pipeline.models import Article, FeedItem
@@ -396,6 +397,31 @@ def classify_page(html: str, found: Extraction | None) -> str | None:
     return None
 
 
+# Elements where pages print their date: <time>, and classes such as "date",
+# "post-time", "published".
+_DATE_ELEMENTS: Final = (
+    "//time | //*[contains(@class, 'date') or contains(@class, 'time') "
+    "or contains(@class, 'publish')]"
+)
+
+
+def arabic_page_date(html: str, now: datetime) -> datetime | None:
+    """A date that only Arabic readers' conventions give: in a page's date element,
+    a Hijri date, Arabic month names, or a relative one (منذ 3 ساعات, أمس) anchored
+    on the fetch time. The first element that holds one wins; never after ``now``."""
+    try:
+        root = lxml.html.fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return None
+    for element in root.xpath(_DATE_ELEMENTS)[:20]:
+        text = " ".join(str(element.text_content()).split())
+        if text and len(text) <= 120:
+            when = parse_arabic_date(text, now=now)
+            if when is not None:
+                return min(when, now)
+    return None
+
+
 def extract_text(html: str, url: str, now: datetime) -> Extraction:
     """Extract the article; raise ``PermanentError`` with a reason if the page is none.
 
@@ -421,6 +447,10 @@ def extract_text(html: str, url: str, now: datetime) -> Extraction:
         words = 0 if best is None else _words(best.body)
         raise PermanentError(reason or "no_article_text", f"{url}: {words} words")
     date = best.date
+    if date is None:
+        # A date element in Arabic (Hijri, relative, month names) before htmldate's
+        # guess: htmldate's extensive search takes any year it sees (a copyright line).
+        date = arabic_page_date(html, now)
     if date is None:
         date = _page_date(find_date(html, extensive_search=True, original_date=True), now)
     return Extraction(

@@ -135,6 +135,14 @@ def _entry_date(entry: Any, now: datetime) -> datetime | None:
             # A date in the future is a publisher's clock or timezone error;
             # an article cannot be newer than the moment we saw it.
             return min(when, now)
+    # What feedparser could not read: a relative date (منذ 3 ساعات, أمس), anchored
+    # on the moment the feed was fetched.
+    for key in ("published", "updated"):
+        raw = dict.get(entry, key)
+        if isinstance(raw, str) and raw.strip():
+            relative = parse_arabic_date(raw, now=now)
+            if relative is not None:
+                return min(relative, now)
     return None
 
 

@@ -120,13 +120,29 @@ def rule_kql(rule: Rule, precise: bool) -> str:
     return " and ".join(clauses)
 
 
-def _data_view(view_id: str, name: str, time_field: str) -> dict[str, Any]:
+#: Fields the articles' data view declares itself, so that Maps and the
+#: coordinate visualizations find the points before Kibana reads the mapping.
+GEO_FIELDS = ("places.location", "primary_place.location")
+
+
+def _geo_field(name: str) -> dict[str, Any]:
     return {
-        "attributes": {
-            "name": name,
-            "timeFieldName": time_field,
-            "title": view_id + "*",
-        },
+        "aggregatable": True,
+        "esTypes": ["geo_point"],
+        "name": name,
+        "searchable": True,
+        "type": "geo_point",
+    }
+
+
+def _data_view(
+    view_id: str, name: str, time_field: str, geo: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"name": name, "timeFieldName": time_field, "title": view_id + "*"}
+    if geo:
+        attributes["fields"] = json.dumps([_geo_field(f) for f in geo], sort_keys=True)
+    return {
+        "attributes": attributes,
         "id": view_id,
         "references": [],
         "type": "index-pattern",
@@ -238,20 +254,73 @@ def _terms(agg_id: str, field: str, size: int, schema: str) -> dict[str, Any]:
     }
 
 
-def _dashboard(panel_ids: list[str]) -> dict[str, Any]:
-    # Three stacked rows, the full width of Kibana's 48-column grid.
+def _split(agg_id: str, field: str, size: int) -> dict[str, Any]:
+    # One chart per bucket (a story per row), as Kibana's "split chart" does.
+    agg = _terms(agg_id, field, size, "split")
+    agg["params"]["row"] = True
+    return agg
+
+
+# Centred on the Levant, where most of the users' stories happen.
+_MAP_STATE = {
+    "center": {"lat": 34.5, "lon": 38.5},
+    "filters": [],
+    "query": {"language": "kuery", "query": ""},
+    "zoom": 5,
+}
+
+
+def _map(map_id: str, title: str, geo_field: str, view: str) -> dict[str, Any]:
+    """A Kibana Maps object: one layer of the articles' points, clustered on a grid."""
+    layer = {
+        "alpha": 0.75,
+        "id": "articles-by-place",
+        "label": "Articles by place",
+        "sourceDescriptor": {
+            "geoField": geo_field,
+            "id": "articles-by-place-source",
+            "indexPatternRefName": "layer_0_source_index_pattern",
+            "metrics": [{"type": "count"}],
+            "requestType": "point",
+            "resolution": "COARSE",
+            "type": "ES_GEO_GRID",
+        },
+        "style": {"type": "VECTOR"},
+        "type": "GEOJSON_VECTOR",
+        "visible": True,
+    }
+    return {
+        "attributes": {
+            "description": "Where the articles are: every place an article names.",
+            "layerListJSON": json.dumps([layer], sort_keys=True),
+            "mapStateJSON": json.dumps(_MAP_STATE, sort_keys=True),
+            "title": title,
+            "uiStateJSON": json.dumps({"isLayerTOCOpen": True}),
+        },
+        "id": map_id,
+        "references": [
+            {"id": view, "name": "layer_0_source_index_pattern", "type": "index-pattern"}
+        ],
+        "type": "map",
+    }
+
+
+def _dashboard(panels_of: list[tuple[str, str]]) -> dict[str, Any]:
+    # Two panels a row, each half of Kibana's 48-column grid.
     panels = [
         {
             "embeddableConfig": {},
-            "gridData": {"h": 15, "i": str(n), "w": 48, "x": 0, "y": 15 * n},
+            "gridData": {"h": 15, "i": str(n), "w": 24, "x": 24 * (n % 2), "y": 15 * (n // 2)},
             "panelIndex": str(n),
             "panelRefName": f"panel_{n}",
         }
-        for n in range(len(panel_ids))
+        for n in range(len(panels_of))
     ]
     return {
         "attributes": {
-            "description": "Articles per outlet, the top stories (clusters) and the alerts.",
+            "description": "Articles per outlet, the top stories (clusters), the alerts, "
+            "where (a map, the top places) and who (the top entities), and the timeline of "
+            "the top stories across outlets.",
             "kibanaSavedObjectMeta": {
                 "searchSourceJSON": json.dumps(
                     {"filter": [], "query": {"language": "kuery", "query": ""}}, sort_keys=True
@@ -266,8 +335,8 @@ def _dashboard(panel_ids: list[str]) -> dict[str, Any]:
         },
         "id": "rasd-overview",
         "references": [
-            {"id": vis_id, "name": f"panel_{n}", "type": "visualization"}
-            for n, vis_id in enumerate(panel_ids)
+            {"id": obj_id, "name": f"panel_{n}", "type": obj_type}
+            for n, (obj_type, obj_id) in enumerate(panels_of)
         ],
         "type": "dashboard",
     }
@@ -276,7 +345,7 @@ def _dashboard(panel_ids: list[str]) -> dict[str, Any]:
 def saved_objects(rules: Iterable[Rule]) -> list[dict[str, Any]]:
     """Every saved object of ``config/kibana/rasd.ndjson``, for namespace ``rasd``."""
     objects = [
-        _data_view(ARTICLES_VIEW, "rasd articles", "published_at"),
+        _data_view(ARTICLES_VIEW, "rasd articles", "published_at", GEO_FIELDS),
         _data_view(ALERTS_VIEW, "rasd alerts", "created_at"),
         _saved_search(
             "rasd-latest-articles", "rasd: latest articles", "Every article, newest first.", ""
@@ -324,8 +393,26 @@ def saved_objects(rules: Iterable[Rule]) -> list[dict[str, Any]]:
             ALERTS_VIEW,
         ),
     ]
-    objects += visualizations
-    objects.append(_dashboard([v["id"] for v in visualizations]))
+    places = [_terms("2", "places.name", 20, "bucket"), _terms("3", "places.country", 1, "bucket")]
+    who = [_terms("2", "entities.name", 20, "bucket"), _terms("3", "entities.type", 1, "bucket")]
+    timeline = [_over_time("first_seen"), _terms("3", "outlet", 10, "group")]
+    visualizations += [
+        _visualization("rasd-top-places", "rasd: top places", "table", [_COUNT, *places],
+                       ARTICLES_VIEW),
+        _visualization("rasd-top-entities", "rasd: top people and organisations", "table",
+                       [_COUNT, *who], ARTICLES_VIEW),
+        _visualization("rasd-story-timeline",
+                       "rasd: story timeline (copies per story over time, by outlet)",
+                       "histogram", [_COUNT, *timeline, _split("4", "cluster_id", 5)],
+                       ARTICLES_VIEW),
+    ]  # fmt: skip
+    maps = [_map("rasd-articles-map", "rasd: articles by place", "places.location", ARTICLES_VIEW)]
+    objects += visualizations + maps
+    objects.append(
+        _dashboard(
+            [("visualization", v["id"]) for v in visualizations] + [("map", m["id"]) for m in maps]
+        )
+    )
     return objects
 
 

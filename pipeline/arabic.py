@@ -117,21 +117,6 @@ _TEH_TABLE: Final[dict[int, str | None]] = {
 }
 
 
-def normalize(text: str, *, fold_teh_marbuta: bool = False) -> str:
-    """Return the canonical form of ``text`` (see the module docstring).
-
-    Whitespace and punctuation are kept; only letters, digits and marks change.
-    The result may be shorter than the input, so spans must come from
-    :func:`tokenize`, never from offsets into the normalized string.
-    """
-    if not text:
-        return ""
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_TEH_TABLE if fold_teh_marbuta else _BASE_TABLE)
-    return text.lower()
-
-
 def _char_class(code_points: list[int]) -> str:
     """A regex character class body covering ``code_points`` as compact ranges."""
     parts: list[str] = []
@@ -149,11 +134,55 @@ def _char_class(code_points: list[int]) -> str:
     return "".join(parts)
 
 
+#: Below this length translate() is the faster way.
+_SHORT: Final = 64
+# Only the Basic Multilingual Plane's marks: a class with astral characters
+# is a list that sre scans per character; text beyond the BMP takes translate().
+_DELETED_RE: Final = re.compile(
+    "[" + _char_class([k for k, v in _BASE_TABLE.items() if v is None and k < 0x10000]) + "]+"
+)
+_ASTRAL_RE: Final = re.compile("[\U00010000-\U0010ffff]")
+# The single-character folds of _BASE_TABLE, then ة → ه last (ۃ → ة comes before it).
+_FOLDS_IN_ORDER: Final = (
+    *((chr(k), v) for k, v in _BASE_TABLE.items() if v is not None),
+    ("\u0629", "\u0647"),
+)
+
+
+def normalize(text: str, *, fold_teh_marbuta: bool = False) -> str:
+    """Return the canonical form of ``text`` (see the module docstring).
+
+    Whitespace and punctuation are kept; only letters, digits and marks change.
+    The result may be shorter than the input, so spans must come from
+    :func:`tokenize`, never from offsets into the normalized string.
+    """
+    if not text:
+        return ""
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    if len(text) < _SHORT or _ASTRAL_RE.search(text):
+        return text.translate(_TEH_TABLE if fold_teh_marbuta else _BASE_TABLE).lower()
+    # A long text (an article body) the same way, faster: str.translate with a
+    # dict looks every character up in Python's dict; one regex pass deletes
+    # the marks and a str.replace per fold that occurs changes the rest.
+    text = _DELETED_RE.sub("", text)
+    for old, new in _FOLDS_IN_ORDER if fold_teh_marbuta else _FOLDS_IN_ORDER[:-1]:
+        if old in text:
+            text = text.replace(old, new)
+    return text.lower()
+
+
 # A token is a run of letters/digits (``[^\W_]``), combining marks, tatweel and
 # ignorable characters. Marks are not ``\w`` in Python's ``re``, so without them
 # every haraka would split a word. Underscore counts as punctuation.
-_GLUE: Final = _char_class(_MARKS + [ord(c) for c in IGNORABLE_CHARS + TATWEEL])
-_TOKEN_RE: Final = re.compile(rf"(?:[^\W_]|[{_GLUE}])+")
+# The glue is split at the BMP's end: a class holding astral characters is a
+# list that sre scans for every character it tests (every word's end), and
+# the lookahead sends only astral characters to it.
+_GLUE: Final = _char_class(
+    [cp for cp in _MARKS if cp < 0x10000] + [ord(c) for c in IGNORABLE_CHARS + TATWEEL]
+)
+_ASTRAL_GLUE: Final = _char_class([cp for cp in _MARKS if cp >= 0x10000])
+_TOKEN_RE: Final = re.compile(rf"(?:[^\W_]|[{_GLUE}]|(?=[\U00010000-\U0010ffff])[{_ASTRAL_GLUE}])+")
 _EDGE_IGNORABLES: Final = IGNORABLE_CHARS + TATWEEL
 
 

@@ -21,8 +21,6 @@ surface form from the original text, the field and the character span.
 
 from __future__ import annotations
 
-import bisect
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,14 +30,12 @@ import ahocorasick
 
 from pipeline.arabic import (
     CLITIC_EQUIVALENTS,
-    IGNORABLE_CHARS,
     PROCLITICS,
-    Token,
     clitic_variants,
-    tokenize,
 )
 from pipeline.models import Article, Match, RuleMatch
-from pipeline.rules import Mode, Role, Rule, Term, clean_token, term_words
+from pipeline.rules import Mode, Role, Rule, Term, term_words
+from pipeline.tokens import TokenStream
 
 __all__ = [
     "PROCLITICS",
@@ -123,13 +119,6 @@ class _Variant:
     uses: list[_Use] = field(default_factory=list)
 
 
-# Phrase words may be separated by whitespace and invisible characters, and at
-# most one hyphen (al-Saleh, Abu-Mohammad: names are hyphenated in Latin script);
-# a comma, a full stop or a quotation mark between them means they are not one phrase.
-_SPACE: Final = rf"[\s{re.escape(IGNORABLE_CHARS)}]*"
-_PHRASE_GAP: Final = re.compile(rf"{_SPACE}(?:[-\u2010\u2011]{_SPACE})?")
-
-
 def clitic_spellings(word: str) -> set[str]:
     """Every token that means canonical ``word`` with proclitics: the same test as
     the index's ``rasd_arabic_clitics`` fields, where a token and a query word
@@ -211,7 +200,9 @@ class RuleMatcher:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    def match(self, article: Article) -> list[RuleHit]:
+    def match(
+        self, article: Article, streams: Mapping[str, TokenStream] | None = None
+    ) -> list[RuleHit]:
         """Hits of every rule that fires on the article (its fields, source and language)."""
         language = getattr(article, "language_detected", None) or article.language
         return self.match_fields(
@@ -219,6 +210,7 @@ class RuleMatcher:
             outlet=article.outlet,
             feed_name=article.feed_name,
             language=language,
+            streams=streams,
         )
 
     def match_text(self, text: str, field: str = "text") -> list[RuleHit]:
@@ -232,8 +224,12 @@ class RuleMatcher:
         outlet: str | None = None,
         feed_name: str | None = None,
         language: str | None = None,
+        streams: Mapping[str, TokenStream] | None = None,
     ) -> list[RuleHit]:
         """Hits of every rule that fires on the union of ``fields`` (name → text).
+
+        ``streams`` are the fields already tokenized (:class:`~pipeline.tokens.TokenStream`,
+        shared with the gazetteers), used instead of tokenizing ``fields`` again.
 
         Fields named ``title``/``body`` count only for rules that watch them; any
         other name (``text``) counts for every rule. Without ``outlet`` and
@@ -244,7 +240,8 @@ class RuleMatcher:
             return []
         for name, text in fields.items():
             if text and (name in self._fields or name not in ("title", "body")):
-                self._scan(name, text, found)
+                shared = streams.get(name) if streams else None
+                self._scan(shared if shared is not None else TokenStream(text, name), found)
         if not found:
             return []
 
@@ -276,30 +273,15 @@ class RuleMatcher:
             hits.extend(_hits_of(rule, occurrences[idx]))
         return hits
 
-    def _scan(self, field: str, text: str, found: dict[int, list[_Occurrence]]) -> None:
-        tokens: list[Token] = tokenize(text, fold_teh_marbuta=True)
-        if not tokens:
+    def _scan(self, stream: TokenStream, found: dict[int, list[_Occurrence]]) -> None:
+        if not stream.tokens:
             return
-        parts = [" "]
-        starts: list[int] = []
-        pos = 1
-        for i, tok in enumerate(tokens):
-            if i:
-                # Adjacent words of a phrase are separated by whitespace only.
-                gap = " " if _PHRASE_GAP.fullmatch(text, tokens[i - 1].end, tok.start) else " | "
-                parts.append(gap)
-                pos += len(gap)
-            norm = clean_token(tok.norm)
-            starts.append(pos)
-            parts.append(norm)
-            pos += len(norm)
-        parts.append(" ")
-        joined = "".join(parts)
-        for end_idx, (length, vids) in self._automaton.iter(joined):
-            first = bisect.bisect_left(starts, end_idx - length + 2)
+        text, field, variants = stream.text, stream.field, self._variants
+        for end_idx, (length, vids) in self._automaton.iter(stream.joined):
+            first = stream.index_at(end_idx - length + 2)
             for vid in vids:
-                last = first + len(self._variants[vid].words) - 1
-                start, end = tokens[first].start, tokens[last].end
+                last = first + len(variants[vid].words) - 1
+                start, end = stream.span(first, last)
                 found[vid].append(_Occurrence(field, start, end, text[start:end]))
 
 

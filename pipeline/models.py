@@ -30,8 +30,11 @@ __all__ = [
     "DedupedArticle",
     "DuplicateKind",
     "EnrichedArticle",
+    "Entity",
     "FeedItem",
+    "GeoPoint",
     "Match",
+    "Place",
     "RasdModel",
     "RuleMatch",
     "SignedArticle",
@@ -212,6 +215,41 @@ class RuleMatch(Match):
         )
 
 
+class _Value(BaseModel):
+    """A value inside a message (no version of its own)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class GeoPoint(_Value):
+    """A WGS84 point, as Elasticsearch's ``geo_point`` takes it."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Place(_Value):
+    """A place an article names, from the gazetteers (:mod:`pipeline.gazetteer`)."""
+
+    name: str
+    #: ``geonames:<id>`` or ``rasd:<id>`` (the checked-in supplement, or a user's file).
+    id: str
+    geonames_id: int | None = None
+    kind: str = "city"
+    country: str
+    #: The governorate / first-level region's name (its GeoNames code if unnamed).
+    admin1: str | None = None
+    location: GeoPoint | None = None
+
+
+class Entity(_Value):
+    """A person or organisation an article names (``type``: person, armed_group…)."""
+
+    name: str
+    type: str
+    id: str
+
+
 class EnrichedArticle(DedupedArticle):
     """What gets indexed and matched against rules (topic ``rasd.enriched``)."""
 
@@ -223,6 +261,13 @@ class EnrichedArticle(DedupedArticle):
     #: Every hit behind ``matched_rules``: the rules are matched once, at enrich,
     #: and the alert stage builds its alerts from these (not indexed).
     rule_matches: list[RuleMatch] = Field(default_factory=list)
+    #: Every place named, once each, in order of first mention (title first).
+    places: list[Place] = Field(default_factory=list)
+    #: ISO codes of the countries named, or of the places named.
+    countries: list[str] = Field(default_factory=list)
+    entities: list[Entity] = Field(default_factory=list)
+    #: The place the story is about: most mentions, headline and first paragraph weigh more.
+    primary_place: Place | None = None
 
 
 class Alert(RasdModel):

@@ -271,6 +271,8 @@ class Settings(BaseSettings):
     config_dir: Path = Field(PROJECT_CONFIG_DIR, description="Directory of rasd's config files.")
     feeds_file: Path | None = Field(None, description="Feed catalogue; default config/feeds.yaml.")
     rules_file: Path | None = Field(None, description="Watch rules; default config/rules.yaml.")
+    places_file: Path | None = Field(None, description="Your places, added to the gazetteer.")
+    entities_file: Path | None = Field(None, description="Your people and organisations.")
     allow_private_networks: bool = Field(
         False, description="Let fetches reach loopback and private addresses (tests, demo)."
     )

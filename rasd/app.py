@@ -277,11 +277,11 @@ class Runtime:
     def start_workers(self, names: tuple[str, ...] | None = None) -> list[threading.Thread]:
         if names is None:
             names = tuple(s.name for s in self.stages())
+        # Every stage is built before any starts: a build that takes seconds of
+        # CPU (the gazetteers) must not starve the running consumers' heartbeats.
+        self.workers = [self.worker(name) for name in names]
         threads = []
-        self.workers = []
-        for name in names:
-            worker = self.worker(name)
-            self.workers.append(worker)
+        for worker in self.workers:
             thread = threading.Thread(
                 target=self._guard(worker), name=f"worker-{worker.stage}", daemon=True
             )

@@ -25,7 +25,21 @@ from pipeline.errors import RasdError
 from pipeline.redact import redact
 from pipeline.settings import Settings
 
-from . import alerts, certs, dlq, feeds, kibana, pages, rules, run, search, stack, status, storage
+from . import (
+    alerts,
+    certs,
+    dlq,
+    feeds,
+    kibana,
+    pages,
+    rules,
+    run,
+    search,
+    stack,
+    status,
+    storage,
+    story,
+)
 from .common import console
 
 __all__ = ["app", "main"]
@@ -75,6 +89,8 @@ app.command("extract")(pages.extract)
 app.add_typer(pages.dedupe_app, name="dedupe")
 app.add_typer(kibana.app, name="kibana", no_args_is_help=True)
 app.add_typer(certs.app, name="certs")
+app.command("story")(story.story)
+app.command("enrich")(story.enrich)
 
 
 def main() -> None:

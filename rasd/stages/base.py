@@ -5,7 +5,7 @@ A stage is declared once, in its own module under :mod:`rasd.stages`, as a
 size, and ``build``, which makes the batch handler and the sinks from a
 :class:`StageContext`. The context holds what stages share in one process
 (settings, topic names, counters, the stop event, the clock, the HTTP client,
-the Elasticsearch store, the rule matcher), each made on first use.
+the Elasticsearch store, the rule matcher, the gazetteers), each made on first use.
 :class:`rasd.app.Runtime` turns a stage into a
 :class:`connectors.worker.StageWorker`; a stage module never imports it.
 """
@@ -13,6 +13,7 @@ the Elasticsearch store, the rule matcher), each made on first use.
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from connectors.politeness import HostPoliteness, RobotsPolicy
 from connectors.worker import BatchHandler, BatchResult, Output, Sink, per_record
 from pipeline.alerting import DestinationSpec, parse_destinations
 from pipeline.errors import PermanentError
+from pipeline.gazetteer import Gazetteers, load_gazetteers
 from pipeline.matching import RuleMatcher
 from pipeline.models import Article, RasdModel
 from pipeline.neardup import NearDupConfig
@@ -131,6 +133,21 @@ class StageContext:
     @functools.cached_property
     def matcher(self) -> RuleMatcher:
         return RuleMatcher(self._rule_set.rules)
+
+    @functools.cached_property
+    def gazetteers(self) -> Gazetteers:
+        """Places and entities: the shipped gazetteers plus the users' files."""
+        s = self.settings
+        gazetteers = load_gazetteers(
+            [s.places_file] if s.places_file else [],
+            [s.entities_file] if s.entities_file else [],
+            cache_dir=s.cache_dir,
+            config_dir=s.config_dir,
+        )
+        # Hundreds of thousands of names live as long as the process: keep the
+        # cyclic garbage collector from walking them on every full collection.
+        gc.freeze()
+        return gazetteers
 
     @functools.cached_property
     def destinations(self) -> dict[str, DestinationSpec]:

@@ -1,19 +1,17 @@
-"""The enrich stage: language, canonical text and the rules matched (``deduped`` → ``enriched``)."""
+"""The enrich stage: language, canonical text, rules, places and entities (deduped → enriched)."""
 
 from __future__ import annotations
 
-import functools
-
 from connectors.kafka import Producer
-from pipeline.enrichment import enrich
+from pipeline.enrichment import Enricher
 from pipeline.models import DedupedArticle
 
 from .base import Stage, StageContext, StageParts, each_article
 
 
 def build(ctx: StageContext, producer: Producer) -> StageParts:
-    matched = functools.partial(enrich, matcher=ctx.matcher)
-    return each_article(DedupedArticle, matched, ctx.topics.enriched)
+    enricher = Enricher(ctx.matcher, ctx.gazetteers)
+    return each_article(DedupedArticle, enricher.enrich, ctx.topics.enriched)
 
 
 STAGE = Stage(
@@ -21,6 +19,6 @@ STAGE = Stage(
     source="deduped",
     outputs=("enriched",),
     build=build,
-    about="detect the language, normalize the text, match the watch rules",
+    about="detect the language, normalize the text, match the rules, tag places and entities",
     outcomes=("ok",),
 )

@@ -216,3 +216,67 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(
     assert (copy["is_duplicate"], copy["duplicate_kind"]) == (True, "url")
     assert copy["cluster_id"] == caesar_doc["cluster_id"]
     assert _alert_count(es, run) == 1
+
+
+def test_the_caesar_story_across_outlets_and_its_places(
+    run: Run, es: Any, expectations: dict[str, Any]
+) -> None:
+    """`rasd story` lists the outlets that carried the Caesar story, in time order, and the
+    indexed documents carry their places with coordinates."""
+    first = run.once()
+    assert first["drained"] is True
+    caesar_path = expectations["caesar_rule"]["article"]
+    docs = {d["url"].split(str(run.site.port), 1)[1]: d for d in _docs(es, run)}
+    caesar = docs[caesar_path]
+    # The places of every document have their coordinates (and GeoNames ids where known).
+    with_places = [d for d in docs.values() if d["places"]]
+    assert len(with_places) >= len(docs) // 2
+    for doc in with_places:
+        for place in doc["places"]:
+            assert -90 <= place["location"]["lat"] <= 90 and -180 <= place["location"]["lon"] <= 180
+            assert place["country"] and place["id"]
+    names = {p["name"] for p in caesar["places"]}
+    assert "دمشق" in names, names
+    assert caesar["primary_place"]["location"]
+    assert "SY" in caesar["countries"]
+    assert "caesar" in {e["id"] for e in caesar["entities"]}
+    # The map can aggregate on the points: a geo query finds the article near Damascus.
+    near = es.count(
+        index=f"{run.namespace}-articles",
+        query={
+            "geo_distance": {"distance": "50km", "places.location": {"lat": 33.51, "lon": 36.29}}
+        },
+    )
+    assert int(near["count"]) >= 1
+
+    # A wire agency carries the same story later, under its own URL.
+    copy_path = "/wire/news/2026/11/caesar-photos-files-missing.html"
+    page = (SITE / caesar_path.lstrip("/")).read_text(encoding="utf-8")
+    page = page.replace(caesar_path, copy_path).replace("{BASE}", run.site.base_url)
+    run.site.override(copy_path, page.encode(), content_type="text/html; charset=utf-8")
+    wire = (SITE / "wire" / "rss.xml").read_text(encoding="utf-8")
+    item = (
+        f"<item><title>صور قيصر تعود إلى الواجهة</title><link>{{BASE}}{copy_path}</link>"
+        f"<pubDate>Thu, 19 Nov 2026 08:00:00 GMT</pubDate><guid>{{BASE}}{copy_path}</guid></item>"
+    )
+    wire = wire.replace("</channel>", item + "</channel>").replace("{BASE}", run.site.base_url)
+    run.site.override("/wire/rss.xml", wire.encode(), content_type="application/rss+xml")
+    second = run.once()
+    assert second["drained"] is True
+    assert second["alerts"] == 0  # the same story: no second alert
+
+    for ref in (caesar["_id"], caesar["cluster_id"]):
+        done = run.rasd("story", ref, "--json")
+        assert done.returncode == 0, done.stderr
+        story = json.loads(done.stdout)
+        assert story["cluster_id"] == caesar["cluster_id"]
+        copies = story["copies"]
+        assert [c["outlet"] for c in copies] == ["sham-news", "arab-wire"]
+        assert [c["first_seen"] for c in copies] == sorted(c["first_seen"] for c in copies)
+        assert copies[0]["role"] == "original" and copies[0]["id"] == caesar["_id"]
+        assert copies[1]["role"].startswith("copy (") and copies[1]["url"].endswith(copy_path)
+        assert copies[0]["published_at"].startswith("2026-11-17")
+    human = run.rasd("story", caesar["_id"])
+    assert human.returncode == 0 and "2 copies" in human.stdout, human.stdout
+    unknown = run.rasd("story", "no-such-story")
+    assert unknown.returncode == 1 and "no story or article" in unknown.stderr + unknown.stdout

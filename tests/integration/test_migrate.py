@@ -183,3 +183,75 @@ def test_migrate_onto_the_clitic_fields_loses_nothing(
                 es.indices.delete_index_template(name=name)
         old.close()
         new.close()
+
+
+def _template_before_places(config: Path, tmp: Path) -> Path:
+    """The articles template as version 3 had it: places and entities as keyword arrays."""
+    copy = tmp / "config-v3"
+    shutil.copytree(config, copy)
+    path = copy / "elasticsearch" / "articles-template.json"
+    template = json.loads(path.read_text())
+    template["_meta"]["template_version"] = template["template"]["mappings"]["_meta"][
+        "template_version"
+    ] = 3
+    props = template["template"]["mappings"]["properties"]
+    for key in ("countries", "primary_place"):
+        del props[key]
+    props["places"] = props["entities"] = {"type": "keyword", "normalizer": "rasd_keyword"}
+    path.write_text(json.dumps(template, ensure_ascii=False))
+    return copy
+
+
+def test_migrate_onto_the_place_objects_loses_nothing(
+    es: Any, settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    namespace = f"test-mig4-{unique}"
+    november = datetime(2026, 11, 5, tzinfo=UTC)
+    old = ElasticStore(
+        settings.elasticsearch_url,
+        namespace,
+        _template_before_places(settings.config_dir, tmp_path),
+    )
+    new = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
+    try:
+        old.ensure(november)
+        articles = _articles(namespace, [november], 50)
+        docs = {}
+        for i, article in enumerate(articles):
+            doc = old.document(article, november)
+            for key in ("places", "entities", "countries", "primary_place"):
+                doc.pop(key, None)
+            # What a v3 index could hold: keyword strings (a user's own tagging).
+            doc["places"] = ["حلب", "دمشق"] if i % 2 else "درعا"
+            doc["entities"] = ["الأمم المتحدة"] if i % 3 == 0 else []
+            docs[article.id] = doc
+            es.index(index=article.index_name, id=article.id, document=doc)
+        es.indices.refresh(index=old.alias)
+        new.ensure(november)
+        moved = new.migrate(lambda *_: None)
+        assert [t for _, _, t, _ in moved] == [f"{monthly_index(namespace, november)}-v4"]
+        es.indices.refresh(index=new.alias)
+        assert int(es.count(index=new.alias)["count"]) == 50
+        hits = es.search(index=new.alias, size=100, query={"match_all": {}})["hits"]["hits"]
+        for hit in hits:
+            before, after = docs[hit["_id"]], hit["_source"]
+            # Every field but the two reshaped ones is carried over as it was.
+            assert {k: v for k, v in after.items() if k not in ("places", "entities")} == {
+                k: v for k, v in before.items() if k not in ("places", "entities")
+            }
+            names = before["places"] if isinstance(before["places"], list) else [before["places"]]
+            assert after["places"] == [{"name": n} for n in names]
+            assert after["entities"] == [{"name": n} for n in before["entities"]]
+        # The carried names are searchable in their new field.
+        found = es.count(index=new.alias, query={"term": {"places.name": "حلب"}})
+        assert int(found["count"]) == 25
+        # New articles from the enrich stage are written with their objects.
+        written = new.write(_articles(namespace, [november], 1))
+        assert not written.failed
+    finally:
+        es.indices.delete(index=f"{namespace}-*", ignore_unavailable=True, allow_no_indices=True)
+        for name in (old.alias, old.alerts_index):
+            if es.indices.exists_index_template(name=name):
+                es.indices.delete_index_template(name=name)
+        old.close()
+        new.close()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from connectors.feedparse import parse_feed
-from pipeline.arabic_dates import parse_arabic_date
+from pipeline.arabic_dates import find_arabic_dates, parse_arabic_date
 from pipeline.feeds import Feed
 
 
@@ -68,14 +68,17 @@ def test_not_a_full_arabic_date(text: str) -> None:
 
 
 def test_feed_items_get_their_arabic_dates() -> None:
+    """Arabic month names, a date in the future, a relative date and an unreadable one."""
     rss = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel><title>سانا</title><link>https://example.org/</link>
 <item><title>خبر</title><link>https://example.org/a</link>
 <pubDate>الأحد، 15 تشرين الثاني 2026 - 09:05 م</pubDate></item>
 <item><title>خبر من المستقبل</title><link>https://example.org/b</link>
 <pubDate>1 كانون الثاني 2030</pubDate></item>
-<item><title>خبر بلا تاريخ مفهوم</title><link>https://example.org/c</link>
+<item><title>خبر بتاريخ نسبي</title><link>https://example.org/c</link>
 <pubDate>قبل ساعتين</pubDate></item>
+<item><title>خبر بلا تاريخ مفهوم</title><link>https://example.org/d</link>
+<pubDate>قريبا</pubDate></item>
 </channel></rss>""".encode()
     feed = Feed(url="https://example.org/rss", name="سانا", outlet="SANA", country="sy")
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -87,5 +90,62 @@ def test_feed_items_get_their_arabic_dates() -> None:
     assert dates == {
         "https://example.org/a": datetime(2026, 11, 15, 21, 5, tzinfo=UTC),
         "https://example.org/b": now,  # never in the future
-        "https://example.org/c": None,
+        # Relative, anchored on the moment the feed was fetched.
+        "https://example.org/c": now - timedelta(hours=2),
+        "https://example.org/d": None,
     }
+
+
+ANCHOR = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("15 جمادى الأولى 1448 هـ", datetime(2026, 10, 26, tzinfo=UTC)),
+        ("١ رمضان ١٤٤٧هـ - 10:30", datetime(2026, 2, 18, 10, 30, tzinfo=UTC)),
+        ("الخميس 7 ذو الحجة 1447", datetime(2026, 5, 24, tzinfo=UTC)),
+    ],
+)
+def test_hijri_dates_become_gregorian(text: str, expected: datetime) -> None:
+    assert parse_arabic_date(text) == expected
+
+
+def test_an_impossible_hijri_date_is_none() -> None:
+    assert parse_arabic_date("31 محرم 1448") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "ago"),
+    [
+        ("منذ 3 ساعات", timedelta(hours=3)),
+        ("منذ ٣ ساعات", timedelta(hours=3)),
+        ("منذ ساعتين", timedelta(hours=2)),
+        ("قبل 5 دقائق", timedelta(minutes=5)),
+        ("نشر منذ يومين", timedelta(days=2)),
+        ("منذ ساعة", timedelta(hours=1)),
+        ("أمس", timedelta(days=1)),
+        ("البارحة الساعة", timedelta(days=1)),
+        ("اليوم", timedelta(0)),
+    ],
+)
+def test_relative_dates_are_anchored_on_the_fetch_time(text: str, ago: timedelta) -> None:
+    assert parse_arabic_date(text, now=ANCHOR) == ANCHOR - ago
+    # Without an anchor there is nothing to count from.
+    assert parse_arabic_date(text) is None
+
+
+def test_a_full_date_wins_over_a_relative_word() -> None:
+    assert parse_arabic_date("أمس، 20 نوفمبر 2026", now=ANCHOR) == datetime(
+        2026, 11, 20, tzinfo=UTC
+    )
+
+
+def test_every_date_of_a_text() -> None:
+    # 1 Muharram 1448 is 16 June 2026 (Umm al-Qura); 13 Jumada al-Akhira is 160 days on.
+    text = "قال أمس إن الاجتماع في 3 ديسمبر 2026، لا في 13 جمادى الآخرة 1448"
+    assert find_arabic_dates(text, now=ANCHOR) == [
+        ANCHOR - timedelta(days=1),
+        datetime(2026, 12, 3, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -371,6 +371,24 @@ def test_date_from_htmldate_when_the_metadata_has_none() -> None:
     article = extract_article(item(URL, title=""), page(html), NOW)
     assert article.published_at is not None
     assert article.published_at.date() == datetime(2026, 11, 18).date()
+
+
+@pytest.mark.parametrize(
+    ("byline", "expected"),
+    [
+        ('<span class="post-date">منذ 3 ساعات</span>', NOW - timedelta(hours=3)),
+        ("<time>أمس</time>", NOW - timedelta(days=1)),
+        ('<span class="date">15 جمادى الأولى 1448 هـ</span>', datetime(2026, 10, 26, tzinfo=UTC)),
+    ],
+)
+def test_arabic_relative_and_hijri_dates_on_the_page(byline: str, expected: datetime) -> None:
+    """When neither the metadata nor htmldate has a date, the page's date element is read."""
+    html = PAGE.replace(
+        '<meta property="article:published_time" content="2026-11-19T09:30:00+03:00">', ""
+    )
+    html = html.replace('<div class="byline">', f'<div class="byline">{byline} ')
+    article = extract_article(item(URL, title=""), page(html), NOW)
+    assert article.published_at == expected
 
 
 def test_hostile_fixture_reaches_elasticsearch_clean() -> None:

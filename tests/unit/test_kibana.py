@@ -60,7 +60,40 @@ def test_references_point_at_objects_in_the_file() -> None:
             panels = json.loads(obj["attributes"]["panelsJSON"])
             names = {r["name"] for r in obj["references"]}
             assert {p["panelRefName"] for p in panels} == names
-            assert len(panels) == 3
+            assert len(panels) == 7
+
+
+def test_the_articles_view_maps_the_places_as_points() -> None:
+    view = next(o for o in objects() if o["id"] == "rasd-articles")
+    fields = {f["name"]: f["type"] for f in json.loads(view["attributes"]["fields"])}
+    assert fields == {"places.location": "geo_point", "primary_place.location": "geo_point"}
+    template = json.loads(
+        (ROOT / "config" / "elasticsearch" / "articles-template.json").read_text(encoding="utf-8")
+    )["template"]["mappings"]["properties"]
+    for name in fields:
+        parent, child = name.split(".")
+        assert template[parent]["properties"][child]["type"] == "geo_point"
+    # The map's layer reads the same field, through the same data view.
+    geo_map = next(o for o in objects() if o["type"] == "map")
+    layer = json.loads(geo_map["attributes"]["layerListJSON"])[0]
+    assert layer["sourceDescriptor"]["geoField"] == "places.location"
+    assert geo_map["references"] == [
+        {"id": "rasd-articles", "name": "layer_0_source_index_pattern", "type": "index-pattern"}
+    ]
+
+
+def test_the_overview_has_places_entities_and_the_story_timeline() -> None:
+    dashboard = next(o for o in objects() if o["type"] == "dashboard")
+    ids = {r["id"] for r in dashboard["references"]}
+    assert {"rasd-top-places", "rasd-top-entities", "rasd-story-timeline"} <= ids
+    assert "rasd-articles-map" in ids
+    timeline = next(o for o in objects() if o["id"] == "rasd-story-timeline")
+    aggs = json.loads(timeline["attributes"]["visState"])["aggs"]
+    assert {(a["type"], a["params"].get("field")) for a in aggs} >= {
+        ("date_histogram", "first_seen"),
+        ("terms", "outlet"),
+        ("terms", "cluster_id"),
+    }
 
 
 def test_precise_query_is_plain_free_text() -> None:

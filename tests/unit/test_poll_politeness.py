@@ -98,6 +98,24 @@ def test_robots_txt_is_obeyed_for_articles(server: FeedServer) -> None:
         assert RobotsPolicy(http, "rasd", enabled=False).allowed(server.url("/private/1"))
 
 
+def test_robots_wildcards_and_the_longest_rule(server: FeedServer) -> None:
+    # The standard library's parser reads "/*?print=" literally and lets every
+    # print page through, and it takes the first matching line, not the longest.
+    server.routes["/robots.txt"] = static(
+        b"User-agent: *\nDisallow: /*?print=\nDisallow: /news/\nAllow: /news/2026/\n"
+        b"Disallow: /*.pdf$\n",
+        "text/plain",
+    )
+    with GuardedClient(UA, allow_private_networks=True) as http:
+        robots = RobotsPolicy(http, "rasd")
+        assert not robots.allowed(server.url("/sy/article-1?print=1"))
+        assert robots.allowed(server.url("/sy/article-1?page=2"))
+        assert not robots.allowed(server.url("/news/old"))
+        assert robots.allowed(server.url("/news/2026/caesar"))  # the longer Allow wins
+        assert not robots.allowed(server.url("/files/report.pdf"))
+        assert robots.allowed(server.url("/files/report.pdf.html"))
+
+
 def test_missing_robots_txt_allows_everything(server: FeedServer) -> None:
     with GuardedClient(UA, allow_private_networks=True) as http:
         assert RobotsPolicy(http, "rasd").allowed(server.url("/private/1"))
