@@ -28,12 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.dedupe_restart import synthetic_values  # noqa: E402
+from connectors.elastic import new_elasticsearch  # noqa: E402
 from pipeline.neardup import NearDupConfig, band_keys, lsh_bands, signature, words_of  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
@@ -61,7 +62,7 @@ def main() -> None:
     real_values = np.array([s.hashvalues for s in real if s is not None], dtype=np.uint32)
     timed = [signature(words_of(b), config) for b in bodies[args.real :]]
 
-    es = Elasticsearch(Settings().elasticsearch_url, request_timeout=120)
+    es = new_elasticsearch(Settings().elasticsearch, request_timeout=120)
     index = f"bench-bands-{uuid.uuid4().hex[:8]}"
     es.indices.create(
         index=index,

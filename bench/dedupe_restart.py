@@ -29,13 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from kafka import KafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.dedupe_state import KafkaDedupeState  # noqa: E402
-from connectors.kafka import Producer, Topics, delete_namespace, ensure_topics  # noqa: E402
+from connectors.kafka import (  # noqa: E402
+    Bootstrap,
+    Producer,
+    Topics,
+    delete_namespace,
+    ensure_topics,
+    new_producer,
+)
 from pipeline.dedupe import DedupeEntry, Deduper  # noqa: E402
 from pipeline.neardup import NearDupConfig, NearDuplicateIndex  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -54,10 +60,10 @@ def synthetic_values(n: int, num_perm: int, rng: np.random.Generator) -> np.ndar
     return np.floor((1.0 - u ** (1.0 / m)) * 2.0**32).astype(np.uint32)
 
 
-def write_state(bootstrap: str, topic: str, articles: int, old_days: float) -> int:
+def write_state(bootstrap: Bootstrap, topic: str, articles: int, old_days: float) -> int:
     """Produce the entries; return how many were written."""
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks=1, linger_ms=50, batch_size=1 << 20, compression_type=None
+    producer = new_producer(
+        bootstrap, acks=1, linger_ms=50, batch_size=1 << 20, compression_type=None
     )
     rng = np.random.default_rng(7)
     now = datetime.now(UTC)
@@ -100,21 +106,19 @@ def main() -> None:
     settings = Settings()
     topics = Topics(f"bench-restart-{uuid.uuid4().hex[:8]}")
     window = timedelta(days=args.window_days)
-    ensure_topics(settings.kafka_servers, topics, 1, dedupe_window=window)
+    ensure_topics(settings.kafka, topics, 1, dedupe_window=window)
     try:
         t0 = time.perf_counter()
-        written = write_state(
-            settings.kafka_servers, topics.dedupe_state, args.articles, args.old_days
-        )
+        written = write_state(settings.kafka, topics.dedupe_state, args.articles, args.old_days)
         produce_s = time.perf_counter() - t0
         print(f"wrote {written:,} entries for {args.articles:,} articles in {produce_s:.1f} s")
 
         rss_before = rss_bytes()
-        producer = Producer(settings.kafka_servers, client_id="bench-restart")
+        producer = Producer(settings.kafka, client_id="bench-restart")
         t1 = time.perf_counter()
         # As rasd/stages/cluster.py builds it.
         state = KafkaDedupeState(
-            settings.kafka_servers,
+            settings.kafka,
             topics.dedupe_state,
             producer,
             on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),
@@ -128,7 +132,7 @@ def main() -> None:
         state.close()
         producer.close()
     finally:
-        delete_namespace(settings.kafka_servers, topics, [])
+        delete_namespace(settings.kafka, topics, [])
 
     inside = args.articles - args.articles // 10
     rate = restored / load_s

@@ -44,10 +44,11 @@ class ArticleSink(BufferedSink):
         report = self.store.write([a for _, a in batch], now)
         failed = {a.id: exc for a, exc in report.failed}
         result.failed = [(source, failed[a.id]) for source, a in batch if a.id in failed]
+        # One observation per document written: a batch may carry an article twice
+        # (a redelivered record, a later version); the bulk request holds the last one.
         result.count("indexed", len(report.written))
-        for _, article in batch:
-            if article.id not in failed:
-                result.fresh("indexed", (now - article.first_seen).total_seconds())
+        for article in report.written:
+            result.fresh("indexed", (now - article.first_seen).total_seconds())
         return result
 
 

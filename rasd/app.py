@@ -150,7 +150,7 @@ class Runtime:
         the health of the feeds polled here, and /readyz's checks of Kafka and
         (for stages) Elasticsearch."""
         settings = self.settings
-        kafka = KafkaProbe(settings.kafka_servers)
+        kafka = KafkaProbe(settings.kafka)
         self._closers.append(kafka.close)
         checks: dict[str, Callable[[], str | None]] = {"kafka": kafka.problem}
         if stages:
@@ -160,7 +160,7 @@ class Runtime:
                 for s in self.stages()
                 if s.name in stages
             }
-            lag = LagCollector(settings.kafka_servers, lambda: groups)
+            lag = LagCollector(settings.kafka, lambda: groups)
             self._closers.append(lag.close)
             self.stats.register(lag)
             lag.start()

@@ -15,11 +15,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.dedupe_state import KafkaDedupeState
-from connectors.kafka import Producer, Topics, delete_namespace, ensure_topics
+from connectors.kafka import (
+    Bootstrap,
+    Producer,
+    Topics,
+    delete_namespace,
+    ensure_topics,
+    new_admin,
+    new_producer,
+)
 from pipeline.dedupe import DedupeEntry, Deduper
 from pipeline.neardup import (
     NearDupConfig,
@@ -37,14 +44,14 @@ DAY = 86_400_000
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, unique: str) -> Iterator[Topics]:
+def topics(kafka_bootstrap: Bootstrap, unique: str) -> Iterator[Topics]:
     topics = Topics(f"test-{unique}")
     yield topics
     delete_namespace(kafka_bootstrap, topics, [])
 
 
-def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+def topic_config(bootstrap: Bootstrap, topic: str) -> dict[str, str]:
+    admin = new_admin(bootstrap)
     try:
         found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         return {name: c["value"] for name, c in found["topic"][topic].items()}
@@ -66,7 +73,7 @@ def entry_for(article_id: str, text: str, written: datetime) -> DedupeEntry:
 
 
 def test_the_topic_is_compacted_and_deletes_what_left_the_window(
-    kafka_bootstrap: str, topics: Topics
+    kafka_bootstrap: Bootstrap, topics: Topics
 ) -> None:
     ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
     configs = topic_config(kafka_bootstrap, topics.dedupe_state)
@@ -82,7 +89,7 @@ def test_the_topic_is_compacted_and_deletes_what_left_the_window(
 
 
 def test_a_restart_reads_back_only_what_is_inside_the_window(
-    kafka_bootstrap: str, topics: Topics
+    kafka_bootstrap: Bootstrap, topics: Topics
 ) -> None:
     ensure_topics(kafka_bootstrap, topics, 2, dedupe_window=timedelta(days=7))
     now = datetime.now(UTC)
@@ -93,7 +100,7 @@ def test_a_restart_reads_back_only_what_is_inside_the_window(
         "recent": (TEXTS["other_detainees"], now - timedelta(days=2)),
         "fresh": (TEXTS["rewrite"], now - timedelta(hours=1)),
     }
-    raw = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    raw = new_producer(kafka_bootstrap, acks="all")
     for key, (text, when) in written.items():
         entry = entry_for(key, text, when)
         ms = int(when.timestamp() * 1000)

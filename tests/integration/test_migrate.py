@@ -63,9 +63,9 @@ def test_migrate_moves_every_month_and_loses_nothing(
 ) -> None:
     namespace = f"test-mig-{unique}"
     october, november = datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
-    old = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
+    old = ElasticStore(settings.elasticsearch, namespace, settings.config_dir)
     new = ElasticStore(
-        settings.elasticsearch_url, namespace, _bump_template(settings.config_dir, tmp_path)
+        settings.elasticsearch, namespace, _bump_template(settings.config_dir, tmp_path)
     )
     try:
         old.ensure(november)
@@ -152,11 +152,11 @@ def test_migrate_onto_the_clitic_fields_loses_nothing(
     namespace = f"test-mig3-{unique}"
     november = datetime(2026, 11, 5, tzinfo=UTC)
     old = ElasticStore(
-        settings.elasticsearch_url,
+        settings.elasticsearch,
         namespace,
         _template_before_clitics(settings.config_dir, tmp_path),
     )
-    new = ElasticStore(settings.elasticsearch_url, namespace, settings.config_dir)
+    new = ElasticStore(settings.elasticsearch, namespace, settings.config_dir)
     try:
         old.ensure(november)
         articles = _articles(namespace, [november], 300)

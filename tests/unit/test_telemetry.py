@@ -303,3 +303,40 @@ def test_status_with_both_servers_down_exits_1_naming_each() -> None:
     assert kafka.startswith("Kafka: unreachable at 127.0.0.1:1")
     assert es.startswith("Elasticsearch: unreachable at http://127.0.0.1:1")
     assert "Traceback" not in done.stderr
+
+
+def test_freshness_is_observed_once_per_document_written() -> None:
+    """A batch that carries one article twice (a redelivery) writes one document: the
+    freshness histogram and the ``indexed`` count must agree, as /metrics shows both."""
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.elastic import WriteReport
+    from connectors.elastic_sinks import ArticleSink
+    from pipeline.matching import RuleMatcher
+    from tests.unit.helpers import enriched
+
+    now = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+    matcher = RuleMatcher([])
+    first, other = (
+        enriched(
+            i,
+            i,
+            "نص",
+            title="عنوان",
+            when=now - timedelta(minutes=5),
+            namespace="t",
+            matcher=matcher,
+        )
+        for i in ("a1", "a2")
+    )
+
+    class Store:
+        def write(self, articles: list[object], stamp: datetime) -> WriteReport:
+            unique = list({a.id: a for a in articles}.values())  # type: ignore[attr-defined]
+            return WriteReport(written=unique)
+
+    sink = ArticleSink(Store(), lambda: now)  # type: ignore[arg-type]
+    sink.write([("r1", first), ("r2", first), ("r3", other)])
+    result = sink.flush()
+    assert result.outcomes["indexed"] == 2
+    assert result.freshness["indexed"] == [300.0, 300.0]
