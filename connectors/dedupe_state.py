@@ -55,6 +55,19 @@ class KafkaDedupeState:
         self.window = window
         self._since = 0  # record timestamps (ms) before this are outside the window
         self._consumer: KafkaConsumer | None = None
+        #: Entries sent in the current batch, and entries whose batch was aborted:
+        #: memory holds those, the topic does not, so the redone batch re-sends them.
+        self._open: dict[tuple[str, str], bytes] = {}
+        self._aborted: dict[tuple[str, str], bytes] = {}
+
+    def new_batch(self) -> None:
+        """The previous batch is committed (or its entries were moved by :meth:`aborted`)."""
+        self._open.clear()
+
+    def aborted(self) -> None:
+        """The batch's transaction was aborted: what it sent is not on the topic."""
+        self._aborted.update(self._open)
+        self._open.clear()
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -120,9 +133,14 @@ class KafkaDedupeState:
     def put(self, kind: KeyKind, key: str, entry: DedupeEntry) -> DedupeEntry:
         stored = self.memory.put(kind, key, entry)
         if stored is entry:
-            value = json.dumps(dataclasses.asdict(entry))
-            self.producer.send(self.topic, f"{kind}:{key}", value.encode())
+            self._send(kind, key, json.dumps(dataclasses.asdict(entry)).encode())
+        elif (kind, key) in self._aborted:
+            self._send(kind, key, self._aborted.pop((kind, key)))
         return stored
+
+    def _send(self, kind: str, key: str, value: bytes) -> None:
+        self.producer.send(self.topic, f"{kind}:{key}", value)
+        self._open[(kind, key)] = value
 
     def close(self) -> None:
         if self._consumer is not None:

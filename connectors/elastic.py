@@ -606,11 +606,27 @@ class ElasticStore:
             # Down, overloaded or refusing our credentials: nothing to decide yet.
             raise RetriableError(f"alerts index {self.alerts_index}: {exc}") from exc
 
-    def record_alert(self, alert: Alert) -> bool:
-        """Store ``alert``; False if this (rule, cluster) had alerted already."""
+    def alert_raised_by(self, alert_id: str) -> str | None:
+        """The input record (``topic/partition/offset``) that raised the alert, ``""``
+        if its document does not say, None if the alert was never raised."""
+        try:
+            found = self.client.get(
+                index=self.alerts_index, id=alert_id, source_includes=["raised_by"]
+            )
+        except NotFoundError:
+            return None
+        except (TransportError, ApiError) as exc:
+            raise RetriableError(f"alerts index {self.alerts_index}: {exc}") from exc
+        return str((found.get("_source") or {}).get("raised_by") or "")
+
+    def record_alert(self, alert: Alert, raised_by: str | None = None) -> bool:
+        """Store ``alert`` (``raised_by``: the input record that raised it); False if
+        this (rule, cluster) had alerted already."""
         document = alert.model_dump(
             mode="json", exclude={"matches": {"__all__": {"schema_version"}}}
         )
+        if raised_by is not None:
+            document["raised_by"] = raised_by
         try:
             # No refresh: `exists` is a real-time GET, so the ledger needs none.
             # No client-side retry: a retried create that had succeeded would come

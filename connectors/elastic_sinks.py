@@ -15,13 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pipeline.errors import PermanentError
+from pipeline.errors import PermanentError, RetriableError
 from pipeline.models import Alert, EnrichedArticle
 
 from .elastic import ElasticStore
 from .worker import BatchResult, BufferedSink
 
-__all__ = ["AlertLedger", "ArticleSink"]
+__all__ = ["AlertLedger", "ArticleSink", "record_ref"]
 
 log = logging.getLogger("rasd")
 
@@ -52,10 +52,23 @@ class ArticleSink(BufferedSink):
         return result
 
 
+def record_ref(record: Any) -> str:
+    """An input record's place, ``topic/partition/offset``: what raised an alert."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
 class AlertLedger(BufferedSink):
     """Record raised alerts in the alerts index (outcomes ``alerts``, ``throttled``,
     ``index_failed``); a new one whose rule names ``log`` goes to ``announce``, and
-    its ``age`` (seconds since its article was first seen) to the freshness metric."""
+    its ``age`` (seconds since its article was first seen) to the freshness metric.
+
+    Each document names the input record that raised it (``raised_by``). With
+    ``exactly_once`` (the alert stage's outputs are transactional) the document
+    can outlive an aborted transaction, so an alert found already raised *by the
+    same record* is that record's own, raised again with the redone batch; found
+    raised by another record that is not committed yet (a second alert worker
+    racing on the same story), the batch is redone, and then skips it.
+    """
 
     name = "alerts"
 
@@ -65,18 +78,29 @@ class AlertLedger(BufferedSink):
         logs: Callable[[Alert], bool],
         announce: Callable[[Alert], None],
         age: Callable[[Alert], float | None] = lambda alert: None,
+        exactly_once: bool = False,
     ) -> None:
         super().__init__()
         self.store, self.logs, self.announce = store, logs, announce
+        self.exactly_once = exactly_once
         #: Seconds since the alert's article was first seen (None: unknown).
         self.age = age
 
     def flush(self) -> BatchResult:
         result = BatchResult()
         alert: Alert
-        for _, alert in self.take():
+        for source, alert in self.take():
+            ref = record_ref(source) if self.exactly_once else None
+            again = False
             try:
-                created = self.store.record_alert(alert)
+                created = self.store.record_alert(alert, ref)
+                if not created and self.exactly_once:
+                    owner = self.store.alert_raised_by(alert.id)
+                    if owner != ref:
+                        raise RetriableError(
+                            f"alert {alert.id} was raised meanwhile by {owner or 'another worker'}"
+                        )
+                    created = again = True  # this record's own, from an aborted batch
             except PermanentError as exc:
                 # The alert is on the topic; it still goes to the log, only Kibana misses it.
                 result.count("index_failed")
@@ -93,6 +117,6 @@ class AlertLedger(BufferedSink):
                     result.fresh("alerted", age)
                 # Webhooks, Slack and email have their own consumer groups on the
                 # alerts topic (deliver-<name>); the log is immediate.
-                if self.logs(alert):
+                if self.logs(alert) and not again:
                     self.announce(alert)
         return result

@@ -135,6 +135,10 @@ def new_producer(target: Bootstrap, **options: Any) -> KafkaProducer:
 
 
 def new_consumer(target: Bootstrap, *topics: str, **options: Any) -> KafkaConsumer:
+    """A consumer that reads only committed records (``read_committed``): the stage
+    workers write their topics in transactions, and what an aborted or unfinished
+    transaction wrote must never be seen downstream."""
+    options.setdefault("isolation_level", "read_committed")
     return KafkaConsumer(*topics, **client_options(target), **options)
 
 
@@ -265,9 +269,38 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 class SendFailed(RetriableError):
     """Some sent records were not acknowledged; ``failures`` pairs each with its error."""
 
-    def __init__(self, failures: list[tuple[int, Exception]]) -> None:
+    def __init__(self, failures: list[tuple[int, Exception]], sent: bool = True) -> None:
         super().__init__(f"{len(failures)} record(s) not acknowledged: {failures[0][1]!r}")
         self.failures = failures
+        #: False when every failed record was refused before it was sent (too large):
+        #: then an open transaction is unharmed.
+        self.sent = sent
+
+
+class TransactionFailed(RetriableError):
+    """A transaction could not be committed and was aborted: nothing it wrote is
+    visible, and its input offsets were not committed. ``fenced``: another producer
+    took over this transactional id, so this one must stop."""
+
+    def __init__(self, message: str, fenced: bool = False) -> None:
+        super().__init__(message)
+        self.fenced = fenced
+
+
+#: What a record may weigh, key, value and headers together, before it is sent:
+#: the topics' ``max.message.bytes`` less room for the batch and record framing.
+MAX_RECORD_BYTES = MAX_MESSAGE_BYTES - 4096
+
+
+def record_size(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> int:
+    """The bytes of a record's key, value and headers (framing not counted)."""
+    return (
+        len(key or b"")
+        + len(value or b"")
+        + sum(len(k.encode()) + len(v or b"") for k, v in headers)
+    )
 
 
 class Producer:
@@ -275,34 +308,77 @@ class Producer:
 
     ``flush`` checks every record sent since the previous flush: the producer's
     own flush only waits, it does not report a record the broker rejected.
+
+    Given a ``transactional_id``, every send belongs to a transaction, begun by
+    the first send after the previous :meth:`commit` or :meth:`abort`:
+    :meth:`commit` adds the consumer's offsets to it and commits both at once
+    (exactly once between the stages), and :meth:`abort` discards it. A record
+    heavier than :data:`MAX_RECORD_BYTES` is refused before it is sent, so that
+    it can be dead-lettered without failing the rest of the transaction.
     """
 
-    def __init__(self, bootstrap: Bootstrap, client_id: str = "rasd") -> None:
+    def __init__(
+        self,
+        bootstrap: Bootstrap,
+        client_id: str = "rasd",
+        transactional_id: str | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
+        self.transactional_id = transactional_id
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self._pending: list[Any] = []
+        self._topics: list[str] = []  # the topic of each pending record
         self._pending_lock = threading.Lock()
+        self._in_transaction = False
+        #: The record size limit of a topic that takes less than rasd's own topics,
+        #: learnt when the broker refused a record as too large.
+        self._limits: dict[str, int] = {}
+
+    @property
+    def transactional(self) -> bool:
+        return self.transactional_id is not None
 
     @property
     def producer(self) -> KafkaProducer:
         """The raw kafka-python producer (created on first use)."""
         with self._lock:
             if self._producer is None:
-                self._producer = new_producer(
-                    self._bootstrap,
-                    client_id=self._client_id,
-                    acks="all",
-                    # Not the idempotent producer: after one record is rejected as too
-                    # large, kafka-python's idempotent producer fails every later send
-                    # to that partition. Duplicates from retries are absorbed by the
-                    # consumers, which are idempotent by article id anyway.
-                    enable_idempotence=False,
-                    linger_ms=5,
-                    max_request_size=MAX_MESSAGE_BYTES,
-                )
+                self._producer = self._make()
             return self._producer
+
+    def _make(self) -> KafkaProducer:
+        if self.transactional_id is None:
+            return new_producer(
+                self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                # Not the idempotent producer: after one record is rejected as too
+                # large, kafka-python's idempotent producer fails every later send
+                # to that partition. Duplicates from retries are absorbed by the
+                # consumers, which are idempotent by article id anyway.
+                enable_idempotence=False,
+                linger_ms=5,
+                max_request_size=MAX_MESSAGE_BYTES,
+            )
+        # Transactions need the idempotent producer; records over the size limit
+        # never reach it (send refuses them first), so none can poison it.
+        producer = new_producer(
+            self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            transactional_id=self.transactional_id,
+            linger_ms=5,
+            max_request_size=MAX_MESSAGE_BYTES,
+        )
+        try:
+            # Fences any earlier producer with this id and aborts what it left open.
+            producer.init_transactions()
+        except KafkaError as exc:
+            producer.close(timeout=5)
+            raise RetriableError(f"transactions for {self.transactional_id}: {exc!r}") from exc
+        return producer
 
     def send(
         self,
@@ -313,16 +389,29 @@ class Producer:
         partition: int | None = None,
     ) -> Any:
         """Queue one record (``partition``: this one, instead of the key's hash)."""
+        from kafka.errors import MessageSizeTooLargeError
+
         raw_key = key.encode() if isinstance(key, str) else key
-        try:
-            future = self.producer.send(
-                topic, key=raw_key, value=value, headers=list(headers), partition=partition
-            )
-        except KafkaError as exc:
-            # e.g. a record over max_request_size, rejected before it is queued.
-            future = _FailedSend(exc)
+        size = record_size(raw_key, value, headers)
+        limit = self._limits.get(topic, MAX_RECORD_BYTES)
+        future: Any
+        if size > limit:
+            future = _FailedSend(MessageSizeTooLargeError(f"{size} bytes, more than {limit}"))
+        else:
+            try:
+                producer = self.producer
+                if self.transactional and not self._in_transaction:
+                    producer.begin_transaction()
+                    self._in_transaction = True
+                future = producer.send(
+                    topic, key=raw_key, value=value, headers=list(headers), partition=partition
+                )
+            except KafkaError as exc:
+                # e.g. a record over max_request_size, rejected before it is queued.
+                future = _FailedSend(exc)
         with self._pending_lock:  # one sink may be shared by several threads
             self._pending.append(future)
+            self._topics.append(topic)
         return future
 
     def flush(self, timeout: float = 60.0) -> None:
@@ -333,6 +422,7 @@ class Producer:
         """
         with self._pending_lock:
             pending, self._pending = self._pending, []
+            topics, self._topics = self._topics, []
         with self._lock:
             producer = self._producer
         if producer is not None:
@@ -346,10 +436,87 @@ class Producer:
             if not f.succeeded()
         ]
         if failures:
-            self._reset()  # start the next batch with a producer in a known state
-            raise SendFailed(failures)
+            refused = [
+                i
+                for i, f in enumerate(pending)
+                if not f.succeeded() and not isinstance(f, _FailedSend)
+            ]
+            if refused:
+                self._learn_limits({topics[i] for i, error in failures if too_large(error)})
+                # A record the broker refused: start the next batch with a producer in
+                # a known state. (A transactional one cannot go on either: a new one
+                # fences it and aborts its transaction.)
+                self._reset()
+            raise SendFailed(failures, sent=bool(refused))
+
+    def _learn_limits(self, topics: set[str]) -> None:
+        """Read the ``max.message.bytes`` of topics whose broker refused a record as
+        too large, so that later sends refuse such records before sending them."""
+        if not topics:
+            return
+        try:
+            admin = new_admin(self._bootstrap, client_id=f"{self._client_id}-limits")
+        except KafkaError:
+            return
+        try:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in sorted(topics)]
+            for topic, limit in topic_limits(admin.describe_configs(resources)).items():
+                self._limits[topic] = min(MAX_RECORD_BYTES, limit - 4096)
+        except KafkaError as exc:
+            log.warning("reading the size limits of %s: %r", sorted(topics), exc)
+        finally:
+            admin.close()
+
+    def commit(self, offsets: dict[TopicPartition, Any], group_metadata: Any) -> None:
+        """Commit the open transaction with the consumer group's ``offsets``.
+
+        ``group_metadata`` is the consumer's :meth:`KafkaConsumer.group_metadata`
+        from when the records were polled: a member that has since lost its
+        partitions to a rebalance is refused by the broker (KIP-447), and its
+        transaction is aborted. Raises :class:`TransactionFailed` after aborting.
+        """
+        from kafka.errors import ProducerFencedError
+
+        if not self.transactional:
+            raise RuntimeError("commit() needs a transactional producer")
+        try:
+            producer = self.producer
+            if not self._in_transaction:
+                producer.begin_transaction()
+                self._in_transaction = True
+            producer.send_offsets_to_transaction(offsets, group_metadata)
+            producer.commit_transaction()
+            self._in_transaction = False
+        except RetriableError as exc:
+            self.abort()
+            raise TransactionFailed(str(exc)) from exc
+        except KafkaError as exc:
+            fenced = isinstance(exc, ProducerFencedError)
+            self.abort()
+            raise TransactionFailed(f"{type(exc).__name__}: {exc}", fenced=fenced) from exc
+
+    def abort(self) -> None:
+        """Discard what was sent since the last commit: abort the transaction (a
+        plain producer has already sent it, and forgets the records' futures)."""
+        with self._pending_lock:
+            self._pending = []
+        if not self.transactional:
+            return
+        was_open, self._in_transaction = self._in_transaction, False
+        with self._lock:
+            producer = self._producer
+        if producer is None or not was_open:
+            return
+        try:
+            producer.abort_transaction()
+        except KafkaError as exc:
+            # Fenced, or a fatal state: a new producer with the same id fences this
+            # one on the broker, which aborts the transaction it left open.
+            log.warning("aborting the transaction of %s: %r", self.transactional_id, exc)
+            self._reset()
 
     def _reset(self) -> None:
+        self._in_transaction = False
         with self._lock:
             if self._producer is not None:
                 self._producer.close(timeout=5)
@@ -510,6 +677,18 @@ def group_members(admin: KafkaAdminClient, groups: Iterable[str]) -> dict[str, i
     """The number of members of each consumer group (0: nobody consumes it)."""
     described = admin.describe_groups(list(groups))
     return {g: len(d.get("members") or ()) for g, d in described.items()}
+
+
+#: The broker's default ``max.message.bytes``, for a topic that does not set its own.
+BROKER_MESSAGE_BYTES = 1048588
+
+
+def topic_limits(described: dict[str, Any]) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` from ``KafkaAdminClient.describe_configs``."""
+    return {
+        topic: int((configs.get("max.message.bytes") or {}).get("value") or BROKER_MESSAGE_BYTES)
+        for topic, configs in described.get("topic", {}).items()
+    }
 
 
 def too_large(exc: Exception) -> bool:

@@ -12,6 +12,16 @@ failed for good, and outcome counts. The worker then, in this order:
    the alerts index records an alert only once it is on the alerts topic);
 3. commits the offsets.
 
+With a transactional :class:`connectors.kafka.Producer` (the default,
+``RASD_TRANSACTIONS``), steps 1 to 3 are one Kafka transaction: the outputs,
+the dead letters and the input offsets become visible together or not at all,
+and every consumer reads ``read_committed``. A batch that fails, or a worker
+that dies, before the commit leaves nothing on the topics; the batch is
+redone, and only the sinks outside Kafka see it twice (they are idempotent).
+The offsets are committed with the group metadata of the poll that returned
+the records, so a worker that lost its partitions in a rebalance (a zombie) is
+refused by the broker and its transaction aborted (KIP-447).
+
 A record the stage cannot process (``PermanentError``, or a ``RetriableError``
 that outlived its retries) goes to the dead-letter topic with its reason
 (:mod:`connectors.dead_letters`); so does a value a sink refuses for good. A
@@ -22,6 +32,7 @@ counted in :class:`connectors.metrics.Stats` under the stage's name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -37,10 +48,10 @@ from pipeline.errors import PermanentError, RetriableError
 
 from .dead_letters import dead_letter_headers
 from .kafka import (
-    MAX_MESSAGE_BYTES,
     Bootstrap,
     Producer,
     SendFailed,
+    TransactionFailed,
     committed_offset,
     new_consumer,
     too_large,
@@ -238,7 +249,11 @@ class StageWorker:
         stop: threading.Event,
         max_records: int = 200,
         sinks: Iterable[Sink] = (),
+        on_abort: Callable[[], None] | None = None,
+        max_poll_interval_ms: int = 600_000,
     ) -> None:
+        """``on_abort`` is called when a batch's transaction is aborted, before the
+        batch is redone (a stage that keeps state in memory re-sends it)."""
         self.stage = stage
         self.bootstrap = bootstrap
         self.group = group
@@ -250,6 +265,8 @@ class StageWorker:
         self.stop = stop
         self.max_records = max_records
         self.sinks = {sink.name: sink for sink in sinks}
+        self.on_abort = on_abort
+        self.max_poll_interval_ms = max_poll_interval_ms
         #: Set while this worker is a member of its group (with partitions, or as a
         #: standby with none); cleared when a rebalance takes them away.
         self.ready = threading.Event()
@@ -259,6 +276,11 @@ class StageWorker:
         self.heartbeat = time.monotonic()
         self._consumer: KafkaConsumer | None = None
         self._rates: dict[TopicPartition, RateWindow] = {}
+        #: The offsets this worker last committed, per partition.
+        self._committed: dict[TopicPartition, int] = {}
+        self._idle_check = 0.0
+        #: The group membership of the poll whose records are being processed.
+        self._generation: Any = None
 
     @property
     def consumer(self) -> KafkaConsumer:
@@ -271,7 +293,7 @@ class StageWorker:
                 auto_offset_reset="earliest",
                 max_poll_records=self.max_records,
                 # trafilatura on a large page can take seconds; a batch may take minutes.
-                max_poll_interval_ms=600_000,
+                max_poll_interval_ms=self.max_poll_interval_ms,
             )
             consumer.subscribe([self.source], listener=_Membership(self))
             self._consumer = consumer
@@ -284,6 +306,7 @@ class StageWorker:
     def _revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._rates.pop(tp, None)  # a partition that comes back starts a new window
+            self._committed.pop(tp, None)
         self.assigned -= set(partitions)
         self.ready.clear()
 
@@ -297,7 +320,11 @@ class StageWorker:
                     polled = self.consumer.poll(timeout_ms=500)
                     records = [r for batch in polled.values() for r in batch]
                     if records:
+                        if self.producer.transactional:
+                            self._generation = self.consumer.group_metadata()
                         self.process(records)
+                    else:
+                        self._commit_idle()
             finally:
                 self.close()
 
@@ -313,6 +340,7 @@ class StageWorker:
             except RetriableError as exc:
                 # The whole batch failed (a sink is down): nothing is committed, and
                 # the batch is tried again; idempotent sinks make the retry safe.
+                self._abort()
                 self.stats.batch_retries.labels(self.stage).inc()
                 delay = backoff(attempt, 1.0, 30.0)
                 log.warning(
@@ -326,10 +354,14 @@ class StageWorker:
                 self.heartbeat = time.monotonic()  # retrying is not hanging
                 if self.stop.wait(delay):
                     return  # shutting down: uncommitted, so redelivered on restart
+        if self.producer.transactional:
+            if not self._commit_transaction(records):
+                return  # aborted: the batch is polled again, and counted then
+        else:
+            self._commit(records)
         for outcome, n in result.outcomes.items():
             self.stats.inc(self.stage, outcome, n)
         self.stats.inc(self.stage, "dlq", len(result.failed))
-        self._commit(records)
         for until, seconds in result.freshness.items():
             self.stats.fresh(until, seconds)
         self.stats.batch_took(self.stage, time.monotonic() - began)
@@ -361,17 +393,20 @@ class StageWorker:
             self.producer.flush()
         except SendFailed as exc:
             # An output too big for Kafka is a permanent failure of the record it came
-            # from; anything else (a broker down, a timeout) retries the batch.
+            # from; anything else (a broker down, a timeout) retries the batch. The
+            # producer refuses a record over the size limit before sending it; one the
+            # broker refused (a topic that takes less) has made the producer learn the
+            # topic's limit, and the batch is redone, so that the check applies.
             sources = [
                 outputs[i].source
                 for i, error in exc.failures
                 if i < len(outputs) and too_large(error)
             ]
-            if len(sources) != len(exc.failures) or any(s is None for s in sources):
+            if exc.sent or len(sources) != len(exc.failures) or any(s is None for s in sources):
                 raise
             for source in {id(s): s for s in sources}.values():
                 error = PermanentError(
-                    "output_too_large", f"an output exceeds {MAX_MESSAGE_BYTES} bytes"
+                    "output_too_large", f"an output exceeds what its topic takes ({exc})"
                 )
                 result.failed.append((source, error))
                 self._dead_letter(source, error)
@@ -407,18 +442,98 @@ class StageWorker:
         headers = dead_letter_headers(self.stage, record, error)
         self.producer.send(self.dlq_topic, record.key, record.value or b"", headers)
 
-    def _commit(self, records: list[Any]) -> None:
+    def _offsets(self, records: list[Any]) -> dict[TopicPartition, Any]:
+        """What to commit after ``records``: past the last of them on each partition,
+        or past what the consumer skipped after it (transaction markers, aborted
+        records), and the throughput sample as metadata."""
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        assigned = self.consumer.assignment()
+        for tp, o in offsets.items():
+            if tp in assigned:
+                with contextlib.suppress(KafkaError):
+                    offsets[tp] = max(o, self.consumer.position(tp, timeout_ms=1000) or 0)
+        return {
+            tp: committed_offset(o, self._rates.setdefault(tp, RateWindow()).commit(o))
+            for tp, o in offsets.items()
+        }
+
+    def _commit_transaction(self, records: list[Any]) -> bool:
+        """Commit the batch's transaction with its offsets; False if it was aborted
+        (the consumer is then back at the batch's first records)."""
+        offsets = self._offsets(records)
         try:
-            self.consumer.commit(
-                {
-                    tp: committed_offset(o, self._rates.setdefault(tp, RateWindow()).commit(o))
-                    for tp, o in offsets.items()
-                }
-            )
+            self.producer.commit(offsets, self._generation)
+        except TransactionFailed as exc:
+            self.stats.inc(self.stage, "commit_failed")
+            log.warning("%s: transaction aborted: %s", self.stage, exc)
+            self._rewind(records)
+            if self.on_abort is not None:
+                self.on_abort()
+            if exc.fenced:
+                # Another process has this worker's transactional id: two processes
+                # were given the same RASD_INSTANCE_ID. This one stands down.
+                log.error(
+                    "%s: fenced by another producer with transactional id %s; stopping",
+                    self.stage,
+                    self.producer.transactional_id,
+                )
+                self.stop.set()
+            return False
+        self._committed.update({tp: o.offset for tp, o in offsets.items()})
+        return True
+
+    def _abort(self) -> None:
+        """Discard what the batch sent so far (its transaction), before it is redone."""
+        self.producer.abort()
+        if self.on_abort is not None:
+            self.on_abort()
+
+    def _rewind(self, records: list[Any]) -> None:
+        """Put the consumer back at the first record of the batch on each partition it
+        still owns, so that an aborted batch is polled again (a partition it lost is
+        read by its new owner from the last committed offset)."""
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+
+    def _commit_idle(self) -> None:
+        """When nothing came: commit a position the consumer moved past transaction
+        markers or aborted records, so that the group's lag reaches zero."""
+        now = time.monotonic()
+        if now - self._idle_check < 1.0 or self._consumer is None:
+            return
+        self._idle_check = now
+        consumer = self._consumer
+        moved: dict[TopicPartition, Any] = {}
+        try:
+            for tp in consumer.assignment():
+                position = consumer.position(tp, timeout_ms=1000)
+                if position is None:
+                    continue
+                if tp not in self._committed:
+                    done = consumer.committed(tp)
+                    self._committed[tp] = done if done is not None else -1
+                if position > self._committed[tp] >= 0:
+                    moved[tp] = committed_offset(position)
+            if moved:
+                consumer.commit(moved)
+                self._committed.update({tp: o.offset for tp, o in moved.items()})
+        except KafkaError as exc:
+            log.debug("%s: idle commit: %r", self.stage, exc)
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets = self._offsets(records)
+        try:
+            self.consumer.commit(offsets)
+            self._committed.update({tp: o.offset for tp, o in offsets.items()})
         except KafkaError as exc:
             # A rebalance took the partitions away (CommitFailed, RebalanceInProgress)
             # or the coordinator did not answer in time: the batch is redelivered to

@@ -66,5 +66,7 @@ acl --resource-pattern-type prefixed --topic "$prefix" \
     --operation Describe --operation DescribeConfigs
 acl --resource-pattern-type prefixed --group "$prefix" \
     --operation Read --operation Describe --operation Delete
+acl --resource-pattern-type prefixed --transactional-id "$prefix" \
+    --operation Write --operation Describe
 acl --cluster --operation Describe
 echo "kafka-setup: done"

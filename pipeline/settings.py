@@ -277,6 +277,17 @@ class Settings(BaseSettings):
         False, description="Let fetches reach loopback and private addresses (tests, demo)."
     )
     partitions: int = Field(6, ge=1, le=1000, description="Partitions of each pipeline topic.")
+    transactions: bool = Field(
+        True,
+        description="Each stage worker commits its outputs, dead letters and input offsets "
+        "in one Kafka transaction (exactly once between the stages); false: at least once.",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="This worker process's name within its stage, in its transactional id "
+        "(a restart under the same name aborts what the previous process left open); "
+        "default: the host name and process id.",
+    )
     poll_interval: int = Field(
         300, ge=10, description="Seconds between polls of a new feed, until its rate is known."
     )

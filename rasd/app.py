@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -129,10 +131,21 @@ class Runtime:
         if made:
             log.info("created indices: %s", ", ".join(made))
 
-    def producer(self, name: str) -> Producer:
-        producer = Producer(self.settings.kafka, client_id=f"rasd-{name}")
+    def producer(self, name: str, transactional_id: str | None = None) -> Producer:
+        producer = Producer(
+            self.settings.kafka, client_id=f"rasd-{name}", transactional_id=transactional_id
+        )
         self._producers.append(producer)
         return producer
+
+    def transactional_id(self, stage: Stage) -> str | None:
+        """The stage worker's transactional id, ``<ns>.<stage>.<instance>`` (None:
+        ``RASD_TRANSACTIONS=false``). A restarted worker with the same
+        ``RASD_INSTANCE_ID`` aborts at once what its predecessor left open."""
+        if not self.settings.transactions:
+            return None
+        instance = self.settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        return f"{stage.group_id(self.topics)}.{instance}"
 
     # --- stages --------------------------------------------------------------------
 
@@ -188,7 +201,7 @@ class Runtime:
             stage.name.startswith(DELIVER_PREFIX) and stage.name not in self.delivery_stages()
         ):
             raise ValueError(f"unknown stage {name!r}")
-        producer = self.producer(stage.name)
+        producer = self.producer(stage.name, self.transactional_id(stage))
         parts = stage.build(self.context, producer)
         self.stats.zero(stage.name, ("dlq", *stage.outcomes))
         worker = StageWorker(
@@ -203,6 +216,7 @@ class Runtime:
             self.stop,
             max_records=stage.batch,
             sinks=parts.sinks,
+            on_abort=parts.on_abort,
         )
         self.loops.append(worker)
         return worker

@@ -170,7 +170,8 @@ class SecureFiles:
 
 
 def rasd_acls(principal: str = f"User:{RASD_USER}") -> list[Any]:
-    """rasd's Kafka ACLs: its namespaces' topics and groups, describing the cluster.
+    """rasd's Kafka ACLs: its namespaces' topics, groups and transactional ids,
+    describing the cluster.
 
     Not granted: ALTER on the cluster (ACLs, SCRAM users, quotas), other topics.
     """
@@ -203,6 +204,12 @@ def rasd_acls(principal: str = f"User:{RASD_USER}") -> list[Any]:
             acls.append(ACL(principal, "*", op, allow, topics))
         for op in (ACLOperation.READ, ACLOperation.DESCRIBE, ACLOperation.DELETE):
             acls.append(ACL(principal, "*", op, allow, groups))
+        # A stage worker's transactional id is ``<ns>.<stage>.<instance>``.
+        transactions = ResourcePattern(
+            ResourceType.TRANSACTIONAL_ID, _kafka_prefix(prefix), ACLResourcePatternType.PREFIXED
+        )
+        for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE):
+            acls.append(ACL(principal, "*", op, allow, transactions))
     cluster = ResourcePattern(ResourceType.CLUSTER, "kafka-cluster", ACLResourcePatternType.LITERAL)
     acls.append(ACL(principal, "*", ACLOperation.DESCRIBE, allow, cluster))
     return acls

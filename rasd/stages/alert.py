@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.destinations import LogDestination
-from connectors.elastic_sinks import AlertLedger
+from connectors.elastic_sinks import AlertLedger, record_ref
 from connectors.kafka import Producer
 from connectors.worker import BatchResult, Output
 from pipeline.alerting import build_alerts, throttle_bucket
@@ -39,7 +39,14 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         seen = first_seen.get(alert.id)
         return None if seen is None else (ctx.clock() - seen).total_seconds()
 
-    ledger = AlertLedger(ctx.store, logs, announce, age)
+    exactly_once = ctx.settings.transactions
+    ledger = AlertLedger(ctx.store, logs, announce, age, exactly_once=exactly_once)
+
+    def raised(alert: Alert, record: Any) -> bool:
+        """Already raised: by another input record (with transactions, the one
+        that raised it in an aborted batch raises it again)."""
+        owner = ctx.store.alert_raised_by(alert.id)
+        return owner is not None and not (exactly_once and owner == record_ref(record))
 
     def matches_of(article: EnrichedArticle) -> list[RuleMatch]:
         if article.rule_matches or not article.matched_rules:
@@ -64,7 +71,7 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         for record, article in decode_each(records, EnrichedArticle, result):
             for alert in build_alerts(article, matches_of(article), ctx.clock):
                 # The alerts index is the ledger of what was already raised.
-                if alert.id not in pending and not ctx.store.alert_exists(alert.id):
+                if alert.id not in pending and not raised(alert, record):
                     pending[alert.id] = (record, throttle(alert))
                     first_seen[alert.id] = article.first_seen
         for record, alert in pending.values():

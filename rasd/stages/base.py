@@ -77,6 +77,8 @@ class StageParts:
 
     handler: BatchHandler
     sinks: Sequence[Sink] = ()
+    #: Called when a batch's transaction is aborted, before the batch is redone.
+    on_abort: Callable[[], None] | None = None
 
 
 def each_article(model: type[M], transform: Callable[[M], Article], topic: str) -> StageParts:

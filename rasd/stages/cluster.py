@@ -48,10 +48,11 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     def handler(records: list[Any]) -> BatchResult:
         # Single writer, but the previous owner of the partition may have
         # written entries this process has not read yet.
+        state.new_batch()
         state.catch_up()
         return inner(records)
 
-    return StageParts(handler)
+    return StageParts(handler, on_abort=state.aborted)
 
 
 STAGE = Stage(
