@@ -144,6 +144,26 @@ def stop(pid: int, timeout: float = 60.0) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
+def kill(pid: int) -> None:
+    """SIGKILL the process group of ``pid`` at once (a crash, not a shutdown) and reap it."""
+    procs = _tree(pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to every process of the group of ``pid`` (SIGSTOP, SIGCONT)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), sig)
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
 def sweep(state_dir: str) -> list[int]:
     """Kill leftover JVMs of a service: java processes with an argument inside
     ``state_dir``. Only java: a `less` on one of its logs is left alone."""

@@ -5,6 +5,10 @@ is missing, then starts each service that is not already running and waits
 until a Kafka metadata call succeeds and ``/_cluster/health`` is yellow or green.
 It is idempotent. ``down`` stops both and checks that no process is left.
 
+For fault injection, one service at a time: ``kill`` (SIGKILL of its process
+group: a crash), ``stop`` (a clean shutdown), ``up`` with ``only`` (a restart on
+the same data), ``pause`` and ``resume`` (SIGSTOP and SIGCONT: a hang).
+
 ``up --secure`` runs both with TLS and authentication (:mod:`.secure`); the
 state directory remembers it, so later ``up``, ``status`` and ``down``, and
 every client with default settings, use the secured stack too.
@@ -12,6 +16,7 @@ every client with default settings, use the secured stack too.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +87,9 @@ class LocalStack:
                     f"by {owner}"
                 )
 
-    def up(self, progress: Progress) -> UpReport:
+    def up(self, progress: Progress, only: str | None = None) -> UpReport:
+        """Start each service that is not running (``only``: that one) and wait until
+        it is ready."""
         begin = time.monotonic()
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         if self.secure is not None:
@@ -102,7 +109,8 @@ class LocalStack:
         launched: list[tuple[KafkaService | ElasticsearchService, Popen[bytes] | None]] = []
         # Start both before waiting on either: the two JVMs boot in parallel.
         to_start = []
-        for svc in self.services:
+        chosen = [self.service(only)] if only else self.services
+        for svc in chosen:
             if svc.pid() is not None:
                 running.append(svc.name)
                 launched.append((svc, None))
@@ -124,7 +132,7 @@ class LocalStack:
             process.wait_until(
                 svc.ready, proc, self.settings.startup_timeout, svc.name, svc.log_files
             )
-        for svc in self.services:
+        for svc in chosen:
             if self.secure is not None:
                 progress(f"{svc.name}: rasd's user and its rights")
             svc.grant()
@@ -141,6 +149,44 @@ class LocalStack:
             svc.files.pidfile.unlink(missing_ok=True)
             process.sweep(str(svc.dir))
         return stopped
+
+    # --- one service at a time, for fault injection ---------------------------------
+
+    def _running(self, name: str) -> tuple[KafkaService | ElasticsearchService, int]:
+        svc = self.service(name)
+        pid = svc.pid()
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        return svc, pid
+
+    def kill(self, name: str) -> int:
+        """``kill -9`` the service (its whole process group): a crash, no shutdown.
+        Returns the pid it had; ``up`` or ``start`` brings it back on the same data."""
+        svc, pid = self._running(name)
+        process.kill(pid)
+        svc.files.pidfile.unlink(missing_ok=True)
+        process.sweep(str(svc.dir))
+        return pid
+
+    def stop(self, name: str) -> int:
+        """Stop the service cleanly (SIGTERM, then SIGKILL after 60 s)."""
+        svc, pid = self._running(name)
+        process.stop(pid)
+        svc.files.pidfile.unlink(missing_ok=True)
+        process.sweep(str(svc.dir))
+        return pid
+
+    def pause(self, name: str) -> int:
+        """SIGSTOP the service: its connections stay open and nothing answers (a hang)."""
+        _, pid = self._running(name)
+        process.signal_group(pid, signal.SIGSTOP)
+        return pid
+
+    def resume(self, name: str) -> int:
+        """SIGCONT a paused service."""
+        _, pid = self._running(name)
+        process.signal_group(pid, signal.SIGCONT)
+        return pid
 
     def status(self) -> list[Health]:
         return [svc.health() for svc in self.services]

@@ -111,6 +111,55 @@ def stack_down(state_dir: StateDir = None) -> None:
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+Service = Annotated[str, typer.Argument(help="kafka or elasticsearch")]
+
+
+@app.command("start")
+def stack_start(service: Service, state_dir: StateDir = None) -> None:
+    """Start one service (after `kill` or `stop`) on its data, and wait until it is ready."""
+    stack = local_stack(state_dir=state_dir)
+    try:
+        with console.status(f"rasd stack start {service}") as status:
+            report = stack.up(lambda line: status.update(line), only=service)
+    except StackError as exc:
+        fail(exc)
+    state = "already running" if report.already_running else "started"
+    console.print(f"{service}: {state} ({report.seconds:.1f}s)")
+
+
+def _one(action: str, service: str, state_dir: Path | None) -> None:
+    stack = local_stack(state_dir=state_dir)
+    try:
+        pid = getattr(stack, action)(service)
+    except StackError as exc:
+        fail(exc)
+    console.print(f"{service}: {action} (pid {pid})")
+
+
+@app.command("kill")
+def stack_kill(service: Service, state_dir: StateDir = None) -> None:
+    """kill -9 one service (its whole process group): a crash. `rasd stack start` restarts it."""
+    _one("kill", service, state_dir)
+
+
+@app.command("stop")
+def stack_stop(service: Service, state_dir: StateDir = None) -> None:
+    """Stop one service cleanly (SIGTERM; SIGKILL after 60 s)."""
+    _one("stop", service, state_dir)
+
+
+@app.command("pause")
+def stack_pause(service: Service, state_dir: StateDir = None) -> None:
+    """SIGSTOP one service: it hangs, its connections stay open. `rasd stack resume` ends it."""
+    _one("pause", service, state_dir)
+
+
+@app.command("resume")
+def stack_resume(service: Service, state_dir: StateDir = None) -> None:
+    """SIGCONT a paused service."""
+    _one("resume", service, state_dir)
+
+
 def print_status(health: Sequence[Health]) -> bool:
     """Print one row per service; True if every one is healthy."""
     table = Table("service", "port", "pid", "version", "health", "rss / peak", "detail")
