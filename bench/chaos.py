@@ -186,10 +186,13 @@ class SiteServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.by_path = {p.path: p for p in site.pages}
+        #: Every path asked for at least once.
+        self.served: set[str] = set()
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def answer(self, path: str) -> tuple[bytes, str, int]:
         path = path.split("?")[0]
+        self.served.add(path)
         if path.endswith("/feed.xml"):
             feed = int(path.split("/")[1][1:])
             return self.site.feed_xml(feed, self.base), "application/rss+xml", 200
@@ -263,12 +266,30 @@ class WebhookReceiver:
 
 
 class Workers:
-    """Each stage worker as its own ``rasd worker`` process, restartable by name."""
+    """Each stage worker as its own ``rasd worker`` process, restartable by name.
+
+    Like a service manager's restart policy, :meth:`supervise` starts again, after
+    a few seconds, a worker that exited on its own (one that could not reach Kafka
+    or Elasticsearch at start-up exits with a one-line error); a worker being
+    killed by the harness is left down until the fault ends.
+    """
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = env
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.held: set[str] = set()  # killed by a fault, restarted when it ends
+        self.restarts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def supervise(self) -> None:
+        while not self.stopping.wait(3.0):
+            with self._lock:
+                for name, proc in list(self.procs.items()):
+                    if name not in self.held and proc.poll() is not None:
+                        self.restarts[name] += 1
+                        self.start(name)
 
     def start(self, name: str) -> None:
         stage = name.rsplit("-", 1)[0]
@@ -285,11 +306,20 @@ class Workers:
         return [n for n in self.procs if stage is None or n.rsplit("-", 1)[0] == stage]
 
     def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        with self._lock:
+            self.held.add(name)
+            proc = self.procs[name]
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    def restart(self, name: str) -> None:
+        with self._lock:
+            self.held.discard(name)
+            self.start(name)
 
     def stop_all(self) -> None:
+        self.stopping.set()
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
@@ -383,7 +413,7 @@ class Injector:
             if fault.kind == "kill-worker":
                 self.workers.kill(fault.target)
                 time.sleep(fault.lasts)
-                self.workers.start(fault.target)
+                self.workers.restart(fault.target)
             else:
                 with self._services:
                     self._service(fault)
@@ -461,6 +491,8 @@ class Report:
     topic_duplicates: dict[str, int]
     drained: bool
     seconds: float
+    #: Workers started again by the supervisor after they exited on their own.
+    restarts: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -487,6 +519,8 @@ class Report:
             "",
             f"articles published {self.published} (of which failing on purpose {self.failing}), "
             f"indexed {self.indexed}, drained: {self.drained}, {self.seconds:.0f} s",
+            "workers that exited on their own and were restarted: "
+            + (", ".join(f"{n} x{k}" for n, k in sorted(self.restarts.items())) or "none"),
             f"lost {len(self.lost)}   duplicated {len(self.duplicated)}   "
             f"dead-lettered {sum(self.dead_lettered.values())} {dict(self.dead_lettered)}   "
             f"dead-lettered but not failing on purpose {len(self.unexpected_dlq)}",
@@ -716,6 +750,7 @@ def run(
         site.start = start = time.monotonic()
         injector = Injector(faults, workers, stack, es, settings.namespace, hook, start, say)
         injector.thread.start()
+        threading.Thread(target=workers.supervise, daemon=True).start()
         drained = False
         try:
             injector.thread.join(timeout=seconds + 600)
@@ -742,7 +777,8 @@ def run(
                 except Exception:
                     lag = {"?": 1}
                 quiet = quiet + 1 if not any(lag.values()) else 0
-                if quiet >= 5 and len(site.published()) == len(site.pages):
+                fetched = all(p.path in server.served for p in site.pages)
+                if quiet >= 5 and fetched:
                     drained = True
                     break
                 time.sleep(2)
@@ -752,6 +788,7 @@ def run(
         report = check(
             settings, site, server, hook, faults, seed, drained, time.monotonic() - start, start
         )
+        report.restarts = dict(workers.restarts)
         hook.down()
         with contextlib.suppress(Exception):
             reset_namespace(prepared)
