@@ -434,7 +434,7 @@ class Injector:
             finally:
                 self.stack.resume("elasticsearch")
         elif fault.kind == "block-elasticsearch":
-            indices = f"{self.namespace}-articles-*,{self.namespace}-alerts"
+            indices = f"{self.namespace}-articles-*,{self.namespace}-alerts*"
             self.es.indices.put_settings(index=indices, settings={"index.blocks.write": True})
             time.sleep(fault.lasts)
             self.es.indices.put_settings(index=indices, settings={"index.blocks.write": None})

@@ -141,6 +141,11 @@ def _bulk_failure(ok: bool, info: dict[str, Any]) -> PermanentError | str | None
     return PermanentError(f"index_{reason}", json.dumps(error, ensure_ascii=False)[:1000])
 
 
+def _blocked(exc: ApiError) -> bool:
+    """Refused because of an index or cluster write block."""
+    return "cluster_block_exception" in str(exc)
+
+
 def explain(exc: BaseException, target: ElasticAccess | str) -> str:
     """One line on why an Elasticsearch call failed: missing or refused credentials,
     an untrusted certificate, missing rights, or a server that is not there."""
@@ -639,7 +644,9 @@ class ElasticStore:
         except TransportError as exc:
             raise RetriableError(f"Elasticsearch unreachable: {exc}") from exc
         except ApiError as exc:
-            if exc.status_code == 429 or exc.status_code >= 500:
+            # A write block (a flood-stage disk watermark, `rasd index migrate`) is
+            # temporary, like an overloaded or failing node.
+            if exc.status_code == 429 or exc.status_code >= 500 or _blocked(exc):
                 raise RetriableError(f"alerts index: {exc}") from exc
             raise PermanentError(f"alert_index_http_{exc.status_code}", str(exc)) from exc
         return True

@@ -201,3 +201,41 @@ def test_a_zombie_that_lost_its_partitions_is_fenced_and_its_writes_stay_invisib
     )
     # The zombie's writes did reach the log, aborted.
     assert sum(read_keys(kafka_bootstrap, out, "read_uncommitted").values()) > RECORDS
+
+
+def test_an_alert_refused_by_a_write_block_is_retried_not_dropped(
+    settings: Any, unique: str
+) -> None:
+    """A write block (a flood-stage disk watermark) is temporary: the ledger's write
+    is retried with the batch, never given up as if the alert were bad."""
+    from datetime import UTC, datetime
+
+    from connectors.elastic import ElasticStore
+    from pipeline.errors import RetriableError
+    from pipeline.models import Alert
+
+    store = ElasticStore(settings.elasticsearch, f"test-{unique}", settings.config_dir)
+    try:
+        store.ensure(datetime.now(UTC))
+        alert = Alert(
+            id=f"alert-{unique}",
+            rule_id="r",
+            rule_name="r",
+            article_id="a",
+            cluster_id="c",
+            url="https://example.org/a",
+            title="t",
+            outlet="o",
+            matches=[],
+            created_at=datetime.now(UTC),
+        )
+        index = store.alerts_index
+        store.client.indices.put_settings(index=index, settings={"index.blocks.write": True})
+        with pytest.raises(RetriableError):
+            store.record_alert(alert, "topic/0/1")
+        store.client.indices.put_settings(index=index, settings={"index.blocks.write": None})
+        assert store.record_alert(alert, "topic/0/1")
+        assert store.alert_raised_by(alert.id) == "topic/0/1"
+    finally:
+        store.delete_all()
+        store.close()
