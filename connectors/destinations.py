@@ -278,6 +278,11 @@ class DeliverySink(BufferedSink):
     ``duplicate`` (a redelivered message); with ``resend=True`` only an alert
     recorded as ``delivered`` is skipped, counted ``delivered_meanwhile``.
     Outcomes: ``delivered``, ``undelivered``.
+
+    An outcome whose record could not be written (Elasticsearch down or
+    refusing writes) is kept in memory until it is: the retried batch writes
+    the record instead of sending the alert again. Only a process that dies
+    between the send and the record re-sends it.
     """
 
     def __init__(
@@ -296,21 +301,31 @@ class DeliverySink(BufferedSink):
         self.wait = wait
         self.resend = resend
         self.on_delivery = on_delivery
+        #: Outcomes sent but not yet recorded, by alert id.
+        self._unrecorded: dict[str, tuple[bool, str, int]] = {}
 
     def flush(self) -> BatchResult:
         result = BatchResult()
         alert: Alert
         for _, alert in self.take():
+            self._one(alert, result)
+        return result
+
+    def _one(self, alert: Alert, result: BatchResult) -> None:
+        outcome = self._unrecorded.get(alert.id)
+        if outcome is None:
             state = self.ledger.delivery_state(alert.id, self.name)
             if state == "delivered" or (state is not None and not self.resend):
                 result.count("delivered_meanwhile" if self.resend else "duplicate")
-                continue
-            delivered, error, attempts = deliver(self.destination, alert, self.wait)
-            self.ledger.record_delivery(alert, self.name, delivered, error, attempts)
-            result.count("delivered" if delivered else "undelivered")
-            if self.on_delivery is not None:
-                self.on_delivery(self.name, alert, delivered, error)
-        return result
+                return
+            outcome = deliver(self.destination, alert, self.wait)
+            self._unrecorded[alert.id] = outcome
+        delivered, error, attempts = outcome
+        self.ledger.record_delivery(alert, self.name, delivered, error, attempts)
+        del self._unrecorded[alert.id]
+        result.count("delivered" if delivered else "undelivered")
+        if self.on_delivery is not None:
+            self.on_delivery(self.name, alert, delivered, error)
 
     def close(self) -> None:
         self.destination.close()
