@@ -93,8 +93,12 @@ def run(
     setup_logging(settings)
     rt = runtime(settings)
 
+    # rt.stop is also set by the runtime's own shutdown: only a signal is an interruption.
+    interrupted = threading.Event()
+
     def on_signal(signum: int, frame: object) -> None:
         log.info("signal %d: finishing the current batches, then stopping", signum)
+        interrupted.set()
         rt.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -115,7 +119,7 @@ def run(
         if telemetry is not None:
             telemetry.stop()
     print_summary(summary, as_json)
-    if not summary.drained and rt.stop.is_set():
+    if not summary.drained and interrupted.is_set():
         console.print("[red]interrupted[/] before the pipeline drained")
         raise typer.Exit(130)
     if not summary.drained:
