@@ -692,8 +692,12 @@ class NearDuplicateIndex:
             )
         values = _array(arrays, "buffer.values", np.uint32)
         seen = _array(arrays, "buffer.seen", np.int64)
-        ids = [_id_at(_loaded_ids(arrays["buffer.ids"]), r) for r in range(len(seen))]
-        clusters = [_id_at(_loaded_ids(arrays["buffer.clusters"]), r) for r in range(len(seen))]
+        saved_ids, saved_clusters = (
+            _loaded_ids(arrays["buffer.ids"]),
+            _loaded_ids(arrays["buffer.clusters"]),
+        )
+        ids = [_id_at(saved_ids, r) for r in range(len(saved_ids))]
+        clusters = [_id_at(saved_clusters, r) for r in range(len(saved_clusters))]
         n = len(seen)
         if values.shape != (n, index.config.num_perm) or len(ids) != n or len(clusters) != n:
             raise ValueError("buffer arrays of different lengths")
