@@ -17,10 +17,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 rasd \
  && useradd --system --uid 10001 --gid rasd --create-home --home-dir /home/rasd \
         --shell /usr/sbin/nologin rasd \
- && install -d -o 1000 -g 0 -m 0755 /certs
+ && install -d -o 1000 -g 0 -m 0755 /certs \
+ && install -d -o rasd -g rasd -m 0700 /home/rasd/.local /home/rasd/.local/state \
+        /home/rasd/.local/state/rasd /home/rasd/.local/state/rasd/dedupe
 # /certs: the compose certs volume starts as this directory, owned by uid 1000,
 # the user of the Kafka, Elasticsearch and Kibana images, which read their keys
 # from it; the certs service writes it as that user, rasd's services read the CA.
+# .../rasd/dedupe: the cluster service's snapshot volume starts as this
+# directory, so the rasd user can write it.
 
 # Exactly the runtime lock (hashes checked, nothing resolved: --no-deps), then
 # rasd itself without dependencies, as scripts/smoke does; no dev or test

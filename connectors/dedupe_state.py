@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -64,6 +64,14 @@ class KafkaDedupeState:
         """The previous batch is committed (or its entries were moved by :meth:`aborted`)."""
         self._open.clear()
 
+    def committed(self) -> None:
+        """The batch is committed: what it sent is on the topic."""
+        self._open.clear()
+
+    def settled(self) -> bool:
+        """Whether the topic holds everything in :attr:`memory` (no batch open or aborted)."""
+        return not self._open and not self._aborted
+
     def aborted(self) -> None:
         """The batch's transaction was aborted: what it sent is not on the topic."""
         self._aborted.update(self._open)
@@ -85,6 +93,17 @@ class KafkaDedupeState:
             self._consumer = consumer
         return self._consumer
 
+    def end_offsets(self) -> dict[int, int]:
+        """Each partition's end offset now (a snapshot ahead of it is of another topic)."""
+        consumer = self._reader()
+        ends = consumer.end_offsets(list(consumer.assignment()))
+        return {tp.partition: int(end) for tp, end in ends.items()}
+
+    def positions(self) -> dict[int, int]:
+        """Each partition's next offset to read: the state holds everything before it."""
+        consumer = self._reader()
+        return {tp.partition: int(consumer.position(tp)) for tp in consumer.assignment()}
+
     def _seek_to_window(self, consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
         """Each partition at its first entry written within the window, or at its end."""
         if self.window is None or not tps:
@@ -99,10 +118,28 @@ class KafkaDedupeState:
             else:
                 consumer.seek(tp, at.offset)
 
-    def load(self) -> int:
-        """Read the changelog to its end; return how many entries were restored."""
-        restored = read_to_end(self._reader(), self._apply)
-        log.info("dedupe state: %d entries restored from %s", restored, self.topic)
+    def load(self, after: Mapping[int, int] | None = None) -> int:
+        """Read the changelog to its end; return how many entries were restored.
+
+        ``after``: the offsets of a snapshot already in :attr:`memory` (see
+        :mod:`connectors.dedupe_snapshot`); only what was written from them on
+        is read (a reader already past them stays where it is).
+        """
+        began = time.monotonic()
+        consumer = self._reader()
+        if after is not None:
+            for tp in consumer.assignment():
+                # The snapshot holds everything before its offsets.
+                if after.get(tp.partition, 0) > (consumer.position(tp) or 0):
+                    consumer.seek(tp, after[tp.partition])
+        restored = read_to_end(consumer, self._apply)
+        log.info(
+            "dedupe state: %d entries restored from %s%s in %.1f s",
+            restored,
+            self.topic,
+            " after the snapshot" if after is not None else "",
+            time.monotonic() - began,
+        )
         return restored
 
     def catch_up(self) -> int:

@@ -250,10 +250,12 @@ class StageWorker:
         max_records: int = 200,
         sinks: Iterable[Sink] = (),
         on_abort: Callable[[], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
         max_poll_interval_ms: int = 600_000,
     ) -> None:
         """``on_abort`` is called when a batch's transaction is aborted, before the
-        batch is redone (a stage that keeps state in memory re-sends it)."""
+        batch is redone (a stage that keeps state in memory re-sends it);
+        ``on_commit`` once a batch's outputs and offsets are committed."""
         self.stage = stage
         self.bootstrap = bootstrap
         self.group = group
@@ -266,6 +268,7 @@ class StageWorker:
         self.max_records = max_records
         self.sinks = {sink.name: sink for sink in sinks}
         self.on_abort = on_abort
+        self.on_commit = on_commit
         self.max_poll_interval_ms = max_poll_interval_ms
         #: Set while this worker is a member of its group (with partitions, or as a
         #: standby with none); cleared when a rebalance takes them away.
@@ -359,6 +362,8 @@ class StageWorker:
                 return  # aborted: the batch is polled again, and counted then
         else:
             self._commit(records)
+        if self.on_commit is not None:
+            self.on_commit()
         for outcome, n in result.outcomes.items():
             self.stats.inc(self.stage, outcome, n)
         self.stats.inc(self.stage, "dlq", len(result.failed))

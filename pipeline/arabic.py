@@ -182,7 +182,10 @@ _GLUE: Final = _char_class(
     [cp for cp in _MARKS if cp < 0x10000] + [ord(c) for c in IGNORABLE_CHARS + TATWEEL]
 )
 _ASTRAL_GLUE: Final = _char_class([cp for cp in _MARKS if cp >= 0x10000])
-_TOKEN_RE: Final = re.compile(rf"(?:[^\W_]|[{_GLUE}]|(?=[\U00010000-\U0010ffff])[{_ASTRAL_GLUE}])+")
+# Runs of each class are taken possessively: one step per run, not per character.
+_TOKEN_RE: Final = re.compile(
+    rf"(?:[^\W_]++|[{_GLUE}]++|(?=[\U00010000-\U0010ffff])[{_ASTRAL_GLUE}])++"
+)
 _EDGE_IGNORABLES: Final = IGNORABLE_CHARS + TATWEEL
 
 

@@ -13,6 +13,7 @@ behind the :class:`DedupeState` port; near-duplicates come from
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal, Protocol
@@ -120,6 +121,26 @@ class InMemoryDedupeState:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def items(self) -> list[tuple[KeyKind, str, DedupeEntry]]:
+        """Every entry with its key, least recently used first (what a snapshot saves).
+
+        A list made at the call: the entries are immutable, so it can be written
+        out while the state goes on changing.
+        """
+        return [(kind, key, entry) for (kind, key), entry in self._data.items()]
+
+    @classmethod
+    def from_items(
+        cls, items: Iterable[tuple[KeyKind, str, DedupeEntry]], max_entries: int = 1_000_000
+    ) -> InMemoryDedupeState:
+        """The state that :meth:`items` listed, in the same order of use."""
+        state = cls(max_entries)
+        for kind, key, entry in items:
+            state._data[(kind, key)] = entry
+        while len(state._data) > max_entries:
+            state._data.popitem(last=False)
+        return state
 
 
 @dataclass(frozen=True, slots=True)

@@ -497,13 +497,14 @@ class Gazetteers:
             before, before_prep = "", False
             if stream.soft_gap_before(begin):
                 prev = stream.tokens[first - 1]
-                for conj in ("و", "ف"):
-                    if prev.startswith(conj) and len(prev) >= 3 and prev[1:] in _CUE_WORDS:
-                        prev = prev[1:]
-                for prep in ("ب", "ل", "وب", "ول", "فب", "فل"):
-                    if prev.startswith(prep) and prev[len(prep) :] in PLACE_WORDS:
-                        prev, before_prep = prev[len(prep) :], True
-                        break
+                if prev[0] in "وفبل":  # most words carry no proclitic: skip the loops
+                    for conj in ("و", "ف"):
+                        if prev.startswith(conj) and len(prev) >= 3 and prev[1:] in _CUE_WORDS:
+                            prev = prev[1:]
+                    for prep in ("ب", "ل", "وب", "ول", "فب", "فل"):
+                        if prev.startswith(prep) and prev[len(prep) :] in PLACE_WORDS:
+                            prev, before_prep = prev[len(prep) :], True
+                            break
                 before = prev
             found.append(
                 _Candidate(stream, first, first + words - 1, chain, before, before_prep, names)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -318,6 +318,52 @@ def _directory(keys: np.ndarray) -> tuple[np.ndarray, int]:
     return directory, shift
 
 
+def _saveable(ids: np.ndarray) -> np.ndarray:
+    """Ids as an array that saves without pickle (unicode when they are objects)."""
+    return ids.astype(str) if ids.dtype == object else ids
+
+
+def _loaded_ids(ids: np.ndarray) -> np.ndarray:
+    if ids.dtype.kind == "U":
+        return ids.astype(object)
+    if ids.dtype.kind != "S":
+        raise ValueError(f"ids of dtype {ids.dtype}")
+    return ids
+
+
+def _array(arrays: Mapping[str, np.ndarray], name: str, dtype: Any) -> np.ndarray:
+    value = np.asarray(arrays[name])
+    if value.dtype != dtype:
+        raise ValueError(f"{name} is {value.dtype}, expected {np.dtype(dtype)}")
+    return value
+
+
+def _checked_segment(
+    parts: dict[str, np.ndarray], shift: int, num_perm: int, bands: int
+) -> _Segment:
+    """A segment from saved arrays, after the checks that make a lookup safe
+    (every row and directory entry in range, the keys in order)."""
+    values = _array(parts, "values", np.uint32)
+    n = len(values)
+    seen, by_time = _array(parts, "seen", np.int64), _array(parts, "by_time", np.int64)
+    keys, rows = _array(parts, "keys", np.uint32), _array(parts, "rows", np.uint32)
+    directory = _array(parts, "directory", np.uint32)
+    ids, clusters = _loaded_ids(parts["ids"]), _loaded_ids(parts["clusters"])
+    if values.shape != (n, num_perm) or n == 0:
+        raise ValueError(f"segment values of shape {values.shape}")
+    if {len(seen), len(by_time), len(ids), len(clusters)} != {n}:
+        raise ValueError("segment arrays of different lengths")
+    if len(keys) != bands * n or len(rows) != bands * n or int(rows.max()) >= n:
+        raise ValueError("segment keys or rows out of range")
+    if not 0 < shift < 32 or len(directory) != (1 << (32 - shift)) + 1:
+        raise ValueError(f"segment directory of {len(directory)} for shift {shift}")
+    if np.any(keys[1:] < keys[:-1]) or np.any(by_time[1:] < by_time[:-1]):
+        raise ValueError("segment keys or times out of order")
+    if int(directory[-1]) != len(keys) or np.any(directory[1:] < directory[:-1]):
+        raise ValueError("segment directory out of range")
+    return _Segment(values, seen, ids, clusters, keys, rows, by_time, directory, shift)
+
+
 def _merge(old: _Segment, new: _Segment, horizon: int) -> _Segment:
     """One segment holding the articles of both still inside the window.
 
@@ -577,6 +623,92 @@ class NearDuplicateIndex:
             newest = segments.pop()
             segments[-1] = _merge(segments[-1], newest, horizon)
         self._segments = segments
+
+    #: The arrays of a sealed segment, as :meth:`to_arrays` names them.
+    _SEGMENT_FIELDS: Final = (
+        "values",
+        "seen",
+        "ids",
+        "clusters",
+        "keys",
+        "rows",
+        "by_time",
+        "directory",
+    )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The whole index as named numpy arrays (what a snapshot saves).
+
+        Sealed segments are never changed in place, so their arrays are shared,
+        not copied: the result stays valid while the index goes on. The buffer
+        is copied. Ids kept as Python objects become unicode arrays, so that
+        the arrays load without pickle. :meth:`from_arrays` reverses it.
+        """
+        n = len(self._buf_ids)
+        out: dict[str, np.ndarray] = {
+            "shape": np.array(
+                [self.config.num_perm, self.bands, self.rows, self._window, len(self._segments)],
+                dtype=np.int64,
+            ),
+            "watermark": np.array(
+                [] if self._watermark is None else [self._watermark], dtype=np.int64
+            ),
+            "buffer.values": self._buf_values[:n].copy(),
+            "buffer.seen": self._buf_seen[:n].copy(),
+            "buffer.ids": _saveable(_id_array(self._buf_ids)),
+            "buffer.clusters": _saveable(_id_array(self._buf_clusters)),
+        }
+        for i, seg in enumerate(self._segments):
+            for field in self._SEGMENT_FIELDS:
+                value = getattr(seg, field)
+                out[f"segment{i}.{field}"] = (
+                    _saveable(value) if field in ("ids", "clusters") else value
+                )
+            out[f"segment{i}.shift"] = np.array([seg.shift], dtype=np.int64)
+        return out
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], config: NearDupConfig | None = None
+    ) -> NearDuplicateIndex:
+        """The index that :meth:`to_arrays` saved, checked against ``config``.
+
+        Raises :class:`ValueError` when the arrays were made with other
+        parameters (permutations, bands, window) or do not fit together, so that
+        a damaged or foreign snapshot is never half used.
+        """
+        index = cls(config)
+        shape = _array(arrays, "shape", np.int64)
+        want = [index.config.num_perm, index.bands, index.rows, index._window]
+        if len(shape) != 5 or shape[:4].tolist() != want:
+            raise ValueError(f"index parameters {shape[:4].tolist()}, expected {want}")
+        watermark = _array(arrays, "watermark", np.int64)
+        index._watermark = int(watermark[0]) if len(watermark) else None
+        for i in range(int(shape[4])):
+            parts = {f: arrays[f"segment{i}.{f}"] for f in cls._SEGMENT_FIELDS}
+            shift = int(_array(arrays, f"segment{i}.shift", np.int64)[0])
+            index._segments.append(
+                _checked_segment(parts, shift, index.config.num_perm, index.bands)
+            )
+        values = _array(arrays, "buffer.values", np.uint32)
+        seen = _array(arrays, "buffer.seen", np.int64)
+        saved_ids, saved_clusters = (
+            _loaded_ids(arrays["buffer.ids"]),
+            _loaded_ids(arrays["buffer.clusters"]),
+        )
+        ids = [_id_at(saved_ids, r) for r in range(len(saved_ids))]
+        clusters = [_id_at(saved_clusters, r) for r in range(len(saved_clusters))]
+        n = len(seen)
+        if values.shape != (n, index.config.num_perm) or len(ids) != n or len(clusters) != n:
+            raise ValueError("buffer arrays of different lengths")
+        if n >= cls.BUFFER:
+            raise ValueError(f"buffer of {n} articles, at most {cls.BUFFER - 1}")
+        if n and index._watermark is None:
+            raise ValueError("buffered articles without a watermark")
+        index._buf_values[:n] = values
+        index._buf_seen[:n] = seen
+        index._buf_ids, index._buf_clusters = ids, clusters
+        return index
 
     def restore(self, entries: Iterable[tuple[str, str, MinHash | np.ndarray, datetime]]) -> int:
         """Add many remembered articles (state loaded after a restart); return the count."""

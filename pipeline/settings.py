@@ -328,6 +328,15 @@ class Settings(BaseSettings):
     dedupe_window_days: float = Field(
         7.0, gt=0, description="Days an article stays a candidate for near-duplicate matching."
     )
+    dedupe_snapshot_dir: Path | None = Field(
+        None,
+        description="The cluster worker's dedupe snapshots; default <state dir>/dedupe.",
+    )
+    dedupe_snapshot_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds between dedupe snapshots (also written on a clean stop; 0: never).",
+    )
     dedupe_threshold: float = Field(
         0.15,
         gt=0,

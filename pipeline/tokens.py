@@ -30,7 +30,6 @@ from pipeline.arabic import _TOKEN_RE, IGNORABLE_CHARS, TATWEEL, normalize, toke
 
 __all__ = ["TokenStream"]
 
-_WORD: Final = re.compile(r"[^\W_]+")
 _HYPHENS: Final = r"\-\u2010\u2011"
 # The joined stream in three C-level passes over the folded text, each pattern
 # starting with a character class so that sre skips ahead between matches:
@@ -63,10 +62,12 @@ class TokenStream:
         # lower() turns İ into i + a combining dot, which would split the token.
         if unicodedata.is_normalized("NFKC", text) and "\u0307" not in self.normalized:
             folded = self.normalized.replace("\u0629", "\u0647")
-            self.tokens = _WORD.findall(folded)
             gaps = _BAR_RUN.sub("|", _DOUBLE_HYPHEN.sub(" | ", _PUNCT_GAP.sub(" | ", folded)))
             body = _SPACE_GAP.sub(" ", gaps).strip(" |")
             self.joined = f" {body} " if body else " "
+            # Only letters and digits are left between the gaps, so the tokens
+            # (the ``[^\W_]+`` runs of ``folded``) are split off in C.
+            self.tokens = body.replace(" | ", " ").split()
         else:
             toks = tokenize(text, fold_teh_marbuta=True)
             self.tokens = [t.norm.replace(" ", "_").replace("|", "_") for t in toks]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from connectors.dedupe_snapshot import remove as remove_snapshot
+from connectors.dedupe_snapshot import snapshot_dir
 from connectors.elastic import ElasticStore
 from connectors.feed_shards import (
     KafkaFeedStateStore,
@@ -50,7 +52,10 @@ def reset_namespace(settings: Settings) -> list[str]:
     except RasdError:
         stages = STAGES  # an unreadable rules file must not prevent a reset
     groups = ("poll", *(s.group or s.name for s in stages), "dlq-replay")
-    deleted = delete_namespace(settings.kafka, Topics(settings.namespace), groups)
+    topics = Topics(settings.namespace)
+    deleted = delete_namespace(settings.kafka, topics, groups)
+    # A snapshot of the deleted state topic would be ahead of the new one.
+    remove_snapshot(snapshot_dir(settings), topics.dedupe_state)
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()
@@ -217,6 +222,7 @@ class Runtime:
             max_records=stage.batch,
             sinks=parts.sinks,
             on_abort=parts.on_abort,
+            on_commit=parts.on_commit,
         )
         self.loops.append(worker)
         return worker

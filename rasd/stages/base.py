@@ -79,6 +79,8 @@ class StageParts:
     sinks: Sequence[Sink] = ()
     #: Called when a batch's transaction is aborted, before the batch is redone.
     on_abort: Callable[[], None] | None = None
+    #: Called once a batch's outputs and input offsets are committed.
+    on_commit: Callable[[], None] | None = None
 
 
 def each_article(model: type[M], transform: Callable[[M], Article], topic: str) -> StageParts:

@@ -2,21 +2,29 @@
 
 One partition, one active worker: every decision sees the ones before it
 (docs/dedupe.md). The state is a compacted changelog, ``<ns>.dedupe-state``,
-read back at start-up (what was written within the window) and before each batch.
+read back at start-up and before each batch. At start-up a snapshot on local
+disk (:mod:`connectors.dedupe_snapshot`), when there is a usable one, restores
+the index and the exact keys, and only the changelog written after it is read;
+otherwise what was written within the window.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from connectors.dedupe_snapshot import SnapshotSink, snapshot_dir, snapshot_path
+from connectors.dedupe_snapshot import load as load_snapshot
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.kafka import Producer
-from connectors.worker import BatchResult, Output, per_record
-from pipeline.dedupe import Deduper
+from connectors.worker import BatchResult, Output, Sink, per_record
+from pipeline.dedupe import Deduper, InMemoryDedupeState
 from pipeline.models import SignedArticle
 from pipeline.neardup import NearDuplicateIndex
 
 from .base import Stage, StageContext, StageParts
+
+log = logging.getLogger(__name__)
 
 
 def build(ctx: StageContext, producer: Producer) -> StageParts:
@@ -29,9 +37,35 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         on_entry=lambda kind, key, entry: deduper.remember(kind, key, entry),
         window=ctx.near_config.window,
     )
-    window = NearDuplicateIndex(ctx.near_config)
+    settings = ctx.settings
+    path = snapshot_path(snapshot_dir(settings), ctx.topics.dedupe_state)
+    snapshot = None
+    if settings.dedupe_snapshot_seconds > 0:
+        snapshot = load_snapshot(path, ctx.topics.dedupe_state, ctx.near_config)
+    if snapshot is not None:
+        ends = state.end_offsets()
+        if any(o > ends.get(p, -1) for p, o in snapshot.offsets.items()):
+            # The topic was deleted and made again since.
+            log.warning(
+                "dedupe snapshot %s is ahead of %s (offsets %s, topic ends %s); reading the "
+                "state topic's whole window",
+                path,
+                ctx.topics.dedupe_state,
+                snapshot.offsets,
+                ends,
+            )
+            snapshot = None
+    window = snapshot.index if snapshot is not None else NearDuplicateIndex(ctx.near_config)
+    if snapshot is not None:
+        state.memory = snapshot.state
+        log.info(
+            "dedupe snapshot %s: %d articles in the index, %d exact keys",
+            path,
+            len(window),
+            len(snapshot.state),
+        )
     deduper = Deduper(state, window)
-    state.load()
+    state.load(after=snapshot.offsets if snapshot is not None else None)
     ctx.stats.window_size(len(window))
 
     def check(record: Any) -> list[Output]:
@@ -52,7 +86,26 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
         state.catch_up()
         return inner(records)
 
-    return StageParts(handler, on_abort=state.aborted)
+    def capture() -> tuple[NearDuplicateIndex, InMemoryDedupeState, dict[int, int]] | None:
+        # After a commit: reading the batch's entries back puts the offsets past them.
+        if not state.settled():
+            return None
+        state.catch_up()
+        return window, state.memory, state.positions()
+
+    snapshots: SnapshotSink | None = None
+    if settings.dedupe_snapshot_seconds > 0:
+        snapshots = SnapshotSink(
+            path, ctx.topics.dedupe_state, settings.dedupe_snapshot_seconds, capture
+        )
+
+    def committed() -> None:
+        state.committed()
+        if snapshots is not None:
+            snapshots.tick()
+
+    sinks: list[Sink] = [snapshots] if snapshots is not None else []
+    return StageParts(handler, sinks, on_abort=state.aborted, on_commit=committed)
 
 
 STAGE = Stage(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -280,3 +282,18 @@ def test_the_caesar_story_across_outlets_and_its_places(
     assert human.returncode == 0 and "2 copies" in human.stdout, human.stdout
     unknown = run.rasd("story", "no-such-story")
     assert unknown.returncode == 1 and "no story or article" in unknown.stderr + unknown.stdout
+
+
+def test_a_drain_that_times_out_says_so_and_exits_3(run: Run) -> None:
+    """Not an interruption (130): the drain timeout, named with its setting."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rasd", "run", "--once"],
+        env=run.env({"RASD_DRAIN_TIMEOUT": "0.001"}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 3, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    assert "did not drain within" in done.stderr and "RASD_DRAIN_TIMEOUT" in done.stderr
+    assert "interrupted" not in done.stderr

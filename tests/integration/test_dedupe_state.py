@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from connectors.dedupe_snapshot import SnapshotSink, _Capture, offsets_of, save, snapshot_path
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.kafka import (
     Bootstrap,
@@ -27,7 +33,7 @@ from connectors.kafka import (
     new_admin,
     new_producer,
 )
-from pipeline.dedupe import DedupeEntry, Deduper
+from pipeline.dedupe import DedupeEntry, Deduper, sign
 from pipeline.neardup import (
     NearDupConfig,
     NearDuplicateIndex,
@@ -35,7 +41,12 @@ from pipeline.neardup import (
     signature,
     words_of,
 )
+from pipeline.settings import Settings
+from rasd.stages import cluster
+from rasd.stages.base import StageContext, StageParts
 from tests.fixtures.dedupe.labelled import HERE, load_group
+from tests.unit.helpers import article
+from tests.unit.test_dedupe import _bodies
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +164,116 @@ def test_a_restart_reads_back_only_what_is_inside_the_window(
     whole.close()
     again.close()
     producer.close()
+
+
+# --- the snapshot: a restart reads only the tail --------------------------------
+
+
+class _Unsent:
+    """A producer for deciding probes without writing them to the state topic, so
+    that two restarts of one topic decide the same articles from the same state."""
+
+    def send(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _records(bodies: list[str], start: int, now: datetime) -> list[SimpleNamespace]:
+    """Signed articles as the cluster worker polls them (the body's number is its URL)."""
+    out = []
+    for i, body in enumerate(bodies, start=start):
+        a = article(f"https://example.org/snap/{i}", body=body)
+        a = a.model_copy(update={"first_seen": now - timedelta(minutes=600 - i)})
+        signed = sign(a, NearDupConfig())
+        out.append(
+            SimpleNamespace(
+                topic="signed", partition=0, offset=i, key=a.id.encode(), value=signed.to_json()
+            )
+        )
+    return out
+
+
+def _verdicts(parts: StageParts, records: list[SimpleNamespace]) -> list[tuple[str, Any, Any]]:
+    result = parts.handler(records)
+    assert not result.failed
+    return [
+        (v["id"], v["duplicate_kind"], v["cluster_id"])
+        for v in (json.loads(o.value) for o in result.outputs)
+    ]
+
+
+def _restored(caplog: pytest.LogCaptureFixture) -> int:
+    found = re.findall(r"dedupe state: (\d+) entries restored", caplog.text)
+    assert len(found) == 1, caplog.text
+    caplog.clear()
+    return int(found[0])
+
+
+def test_a_restart_from_the_snapshot_reads_only_the_tail_and_decides_as_a_full_replay(
+    kafka_bootstrap: Bootstrap,
+    topics: Topics,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
+    snapshots = tmp_path / "snapshots"
+    settings = Settings(
+        namespace=topics.namespace, dedupe_snapshot_dir=snapshots, dedupe_snapshot_seconds=1e-6
+    )
+    now = datetime.now(UTC)
+    bodies = _bodies(200, seed=21)
+    caplog.set_level(logging.INFO)
+
+    # The worker decides 120 articles, snapshots after them, then 50 more (the tail,
+    # never snapshotted: it stops without a clean shutdown).
+    producer = Producer(kafka_bootstrap, client_id="test-snapshot")
+    first = cluster.build(StageContext(settings), producer)
+    assert _restored(caplog) == 0
+    (sink,) = first.sinks
+    assert isinstance(sink, SnapshotSink)
+    _verdicts(first, _records(bodies[:120], 0, now))
+    producer.flush()
+    sink.flush()
+    assert sink._thread is None  # the batch is not committed yet
+    assert first.on_commit is not None
+    first.on_commit()
+    assert sink._thread is not None
+    sink._thread.join()
+    saved = offsets_of(snapshot_path(snapshots, topics.dedupe_state), topics.dedupe_state)
+    assert saved is not None and saved[0] > 0
+    decided = _verdicts(first, _records(bodies[120:170], 120, now))
+    producer.flush()
+    producer.close()
+
+    # Re-deliveries from before and after the snapshot, and 30 new articles.
+    probes = bodies[100:140] + bodies[170:200]
+    probe_records = _records(bodies[100:140], 100, now) + _records(bodies[170:200], 170, now)
+    assert len(probe_records) == len(probes)
+
+    def restart(s: Settings) -> tuple[int, list[tuple[str, Any, Any]]]:
+        parts = cluster.build(StageContext(s), _Unsent())  # type: ignore[arg-type]
+        return _restored(caplog), _verdicts(parts, probe_records)
+
+    tail, from_snapshot = restart(settings)
+    full, replayed = restart(settings.model_copy(update={"dedupe_snapshot_seconds": 0}))
+    assert full == saved[0] + tail  # the snapshot's offset, then only what came after it
+    assert 0 < tail < full / 2
+    assert from_snapshot == replayed
+    kinds = [kind for _, kind, _ in replayed]
+    assert kinds.count("near") > 5  # the probes met near-duplicates on both sides
+    assert replayed[20:40] == [d for d in decided if d[0] in {r[0] for r in replayed[20:40]}]
+
+    # A damaged snapshot is not used: the whole window is read instead.
+    path = snapshot_path(snapshots, topics.dedupe_state)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    restored, damaged = restart(settings)
+    assert restored == full and damaged == replayed
+
+    # A snapshot ahead of the topic (the topic was deleted and made again) is not used.
+    empty = NearDuplicateIndex(NearDupConfig()).to_arrays()
+    save(path, topics.dedupe_state, _Capture(empty, [], {0: full + 1_000}))
+    parts = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
+    assert "is ahead of" in caplog.text
+    assert _restored(caplog) == full
+    assert _verdicts(parts, probe_records) == replayed

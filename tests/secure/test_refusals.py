@@ -65,9 +65,10 @@ KAFKA_REFUSALS = {
         {"RASD_KAFKA_SECURITY_PROTOCOL": "SSL", "RASD_KAFKA_USERNAME": None},
         "closed every connection",
     ),
+    # The right login, but without TLS: the password must never cross the wire in clear.
     "plaintext": (
-        {"RASD_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "RASD_KAFKA_USERNAME": None},
-        "closed every connection",
+        {"RASD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+        "its listener speaks SASL_PLAINTEXT",
     ),
     "wrong password": (
         {"RASD_KAFKA_PASSWORD": "not-the-password-of-rasd"},
@@ -124,6 +125,7 @@ def test_rasd_cannot_change_kafka_acls(secured: LocalSecureStack) -> None:
     """rasd's user holds no ALTER on the cluster: it cannot grant itself more."""
     from kafka.admin import (
         ACL,
+        ACLFilter,
         ACLOperation,
         ACLPermissionType,
         ACLResourcePatternType,
@@ -132,14 +134,24 @@ def test_rasd_cannot_change_kafka_acls(secured: LocalSecureStack) -> None:
     )
 
     from connectors.kafka import new_admin
+    from connectors.stack.secure import SecureFiles
 
     admin = new_admin(secured.kafka, request_timeout_ms=10000)
+    everything = ResourcePattern(ResourceType.TOPIC, "*", ACLResourcePatternType.LITERAL)
+    acl = ACL("User:rasd", "*", ACLOperation.ALL, ACLPermissionType.ALLOW, everything)
     try:
-        everything = ResourcePattern(ResourceType.TOPIC, "*", ACLResourcePatternType.LITERAL)
-        acl = ACL("User:rasd", "*", ACLOperation.ALL, ACLPermissionType.ALLOW, everything)
         result = admin.create_acls([acl])
     finally:
         admin.close()
+    if result["succeeded"]:  # the guard is gone: take the grant back before failing
+        stack = SecureFiles(secured.directory.parent).kafka_admin(secured.kafka.bootstrap)
+        stack_admin = new_admin(stack, request_timeout_ms=10000)
+        try:
+            stack_admin.delete_acls(
+                [ACLFilter(acl.principal, acl.host, acl.operation, acl.permission_type, everything)]
+            )
+        finally:
+            stack_admin.close()
     assert not result["succeeded"]
     assert result["failed"], result
     assert "ClusterAuthorizationFailed" in repr(result["failed"])

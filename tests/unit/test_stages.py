@@ -13,7 +13,7 @@ from pipeline.enrichment import enrich
 from pipeline.errors import PermanentError
 from pipeline.feed_items import make_feed_item
 from pipeline.feeds import Feed
-from pipeline.language import detect_language
+from pipeline.language import SAMPLE_CHARS, detect_language
 from pipeline.matching import RuleMatcher
 from pipeline.models import Article, DedupedArticle, alert_id
 from pipeline.neardup import NearDuplicateIndex
@@ -262,6 +262,14 @@ def test_detect_language(text: str, lang: str) -> None:
 def test_one_urdu_name_does_not_make_an_arabic_article_urdu() -> None:
     text = BODY * 3 + " وقال مراسل صحيفة ڈان الباكستانية"
     assert detect_language(text) == "ar"
+
+
+def test_language_is_read_from_the_beginning_of_a_long_text() -> None:
+    arabic = (BODY + " ") * (SAMPLE_CHARS // len(BODY) + 1)
+    persian = " رئیس جمهور گفت که این تصمیم برای مردم ایران مهم است" * 200
+    assert detect_language(persian) == "fa"
+    assert detect_language(arabic + persian) == "ar"  # the tail is past the sample
+    assert detect_language(persian + arabic) == "fa"
 
 
 # --------------------------------------------------------------------------- enrich
