@@ -155,6 +155,8 @@ class KafkaDedupeState:
         if record.value is None or record.key is None or record.timestamp < self._since:
             return  # a tombstone, or an entry written before the window (out of order)
         kind, _, key = record.key.decode().partition(":")
+        # On the topic after all (a commit that was not answered in time, then done).
+        self._aborted.pop((kind, key), None)
         try:
             entry = DedupeEntry(**json.loads(record.value))
         except (ValueError, TypeError) as exc:

@@ -280,11 +280,22 @@ class SendFailed(RetriableError):
 class TransactionFailed(RetriableError):
     """A transaction could not be committed and was aborted: nothing it wrote is
     visible, and its input offsets were not committed. ``fenced``: another producer
-    took over this transactional id, so this one must stop."""
+    took over this transactional id, so this one must stop. ``uncertain``: the
+    commit was asked for but not answered in time, so the transaction may yet be
+    committed (the next producer with this id finishes it, one way or the other):
+    only the group's committed offsets tell where to go on from."""
 
-    def __init__(self, message: str, fenced: bool = False) -> None:
+    def __init__(self, message: str, fenced: bool = False, uncertain: bool = False) -> None:
         super().__init__(message)
         self.fenced = fenced
+        self.uncertain = uncertain
+
+
+#: How long a step of a transaction (offsets, commit, abort) may wait for the
+#: broker. kafka-python's own calls wait without a limit, so a broker that dies
+#: while a step is in flight would hang the worker; under the transaction
+#: timeout (60 s), after which the broker aborts an open transaction itself.
+TRANSACTION_STEP_SECONDS = 30.0
 
 
 #: What a record may weigh, key, value and headers together, before it is sent:
@@ -484,9 +495,22 @@ class Producer:
             if not self._in_transaction:
                 producer.begin_transaction()
                 self._in_transaction = True
-            producer.send_offsets_to_transaction(offsets, group_metadata)
-            producer.commit_transaction()
+            manager = producer._transaction_manager
+            self._await(
+                producer,
+                manager.send_offsets_to_transaction(offsets, group_metadata),
+                "sending the offsets",
+            )
+            self._await(producer, manager.begin_commit(), "the commit")
             self._in_transaction = False
+        except _StepTimedOut as exc:
+            if exc.step != "the commit":
+                self.abort()
+                raise TransactionFailed(str(exc)) from exc
+            # Asked for, not answered: a new producer with this id (made on the next
+            # send) waits for the broker to finish it, then goes on.
+            self._reset()
+            raise TransactionFailed(str(exc), uncertain=True) from exc
         except RetriableError as exc:
             self.abort()
             raise TransactionFailed(str(exc)) from exc
@@ -494,6 +518,17 @@ class Producer:
             fenced = isinstance(exc, ProducerFencedError)
             self.abort()
             raise TransactionFailed(f"{type(exc).__name__}: {exc}", fenced=fenced) from exc
+
+    def _await(self, producer: Any, result: Any, step: str) -> None:
+        """Wait for a transaction step, at most :data:`TRANSACTION_STEP_SECONDS`.
+
+        What ``commit_transaction`` and friends do, less their unbounded wait:
+        the step's result is the transaction manager's, and the sender thread
+        is woken to send it.
+        """
+        producer._sender.wakeup()
+        if not result.wait(timeout_ms=int(TRANSACTION_STEP_SECONDS * 1000)):
+            raise _StepTimedOut(step, self.transactional_id)
 
     def abort(self) -> None:
         """Discard what was sent since the last commit: abort the transaction (a
@@ -508,8 +543,8 @@ class Producer:
         if producer is None or not was_open:
             return
         try:
-            producer.abort_transaction()
-        except KafkaError as exc:
+            self._await(producer, producer._transaction_manager.begin_abort(), "the abort")
+        except (KafkaError, _StepTimedOut) as exc:
             # Fenced, or a fatal state: a new producer with the same id fences this
             # one on the broker, which aborts the transaction it left open.
             log.warning("aborting the transaction of %s: %r", self.transactional_id, exc)
@@ -527,6 +562,17 @@ class Producer:
             if self._producer is not None:
                 self._producer.close(timeout=30)
                 self._producer = None
+
+
+class _StepTimedOut(Exception):
+    """A transaction step the broker did not answer in time."""
+
+    def __init__(self, step: str, transactional_id: str | None) -> None:
+        super().__init__(
+            f"{step} of the transaction of {transactional_id} not answered after "
+            f"{TRANSACTION_STEP_SECONDS:.0f} s"
+        )
+        self.step = step
 
 
 class _FailedSend:

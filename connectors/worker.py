@@ -320,11 +320,18 @@ class StageWorker:
             try:
                 while not self.stop.is_set():
                     self.heartbeat = time.monotonic()
-                    polled = self.consumer.poll(timeout_ms=500)
+                    try:
+                        consumer = self.consumer
+                    except KafkaError as exc:
+                        # Joining again after a rejoin, while the broker is away.
+                        log.warning("%s: cannot join group %s: %r", self.stage, self.group, exc)
+                        self.stop.wait(2.0)
+                        continue
+                    polled = consumer.poll(timeout_ms=500)
                     records = [r for batch in polled.values() for r in batch]
                     if records:
                         if self.producer.transactional:
-                            self._generation = self.consumer.group_metadata()
+                            self._generation = consumer.group_metadata()
                         self.process(records)
                     else:
                         self._commit_idle()
@@ -474,7 +481,13 @@ class StageWorker:
         except TransactionFailed as exc:
             self.stats.inc(self.stage, "commit_failed")
             log.warning("%s: transaction aborted: %s", self.stage, exc)
-            self._rewind(records)
+            if exc.uncertain:
+                # It may be committed after all: start again from what the group has
+                # committed, read by a new member (a read_committed fetch of the
+                # offsets waits until that transaction is finished).
+                self._rejoin()
+            else:
+                self._rewind(records)
             if self.on_abort is not None:
                 self.on_abort()
             if exc.fenced:
@@ -495,6 +508,15 @@ class StageWorker:
         self.producer.abort()
         if self.on_abort is not None:
             self.on_abort()
+
+    def _rejoin(self) -> None:
+        """Leave the group; the next poll joins it again with a new consumer, which
+        starts from the group's committed offsets."""
+        self.ready.clear()
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError):
+                self._consumer.close()
+            self._consumer = None
 
     def _rewind(self, records: list[Any]) -> None:
         """Put the consumer back at the first record of the batch on each partition it

@@ -203,6 +203,52 @@ def test_a_zombie_that_lost_its_partitions_is_fenced_and_its_writes_stay_invisib
     assert sum(read_keys(kafka_bootstrap, out, "read_uncommitted").values()) > RECORDS
 
 
+def test_a_commit_whose_answer_is_lost_is_not_redone(
+    kafka_bootstrap: Bootstrap, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker commits, but its answer does not come in time (it died, or was
+    paused): the worker cannot know, so it joins the group again and goes on from
+    the committed offsets. The batch is neither lost nor done twice."""
+    import connectors.kafka as kafka
+
+    source, out, dlq = (f"test-{n}-{unique}" for n in ("in", "out", "dlq"))
+    _topics(kafka_bootstrap, source, out, dlq)
+    _fill(kafka_bootstrap, source)
+
+    def handle(record: Any) -> list[Output]:
+        return [Output(out, record.key.decode(), record.value.upper())]
+
+    stats, stop = Stats(), threading.Event()
+    worker = _worker(kafka_bootstrap, unique, "a", handle, stats, stop)
+    real_await = kafka.Producer._await
+    lost: list[str] = []
+
+    def answer_lost(self: Producer, producer: Any, result: Any, step: str) -> None:
+        real_await(self, producer, result, step)  # the broker does the step
+        if step == "the commit" and not lost:
+            lost.append(step)
+            raise kafka._StepTimedOut(step, self.transactional_id)
+
+    monkeypatch.setattr(kafka.Producer, "_await", answer_lost)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        _wait(lambda: stats.get("test", "commit_failed") >= 1)
+        _fill(kafka_bootstrap, source)  # more records: the worker is back in its group
+        _wait(lambda: stats.get("test", "ok") >= RECORDS)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        worker.producer.close()
+    assert lost == ["the commit"]
+    # The second fill's records carry the same keys: each key once per fill.
+    assert read_keys(kafka_bootstrap, out, "read_committed") == Counter(
+        {f"k{i}".encode(): 2 for i in range(RECORDS)}
+    )
+    # And not redone behind the transaction either: nothing aborted in the log.
+    assert sum(read_keys(kafka_bootstrap, out, "read_uncommitted").values()) == 2 * RECORDS
+
+
 def test_an_alert_refused_by_a_write_block_is_retried_not_dropped(
     settings: Any, unique: str
 ) -> None:
