@@ -50,18 +50,19 @@ class KafkaDedupeState:
         self.bootstrap = bootstrap
         self.topic = topic
         self.producer = producer
+        self.max_entries = max_entries
         self.memory = InMemoryDedupeState(max_entries)
         self.on_entry = on_entry
         self.window = window
         self._since = 0  # record timestamps (ms) before this are outside the window
         self._consumer: KafkaConsumer | None = None
-        #: Entries sent in the current batch, and entries whose batch was aborted:
-        #: memory holds those, the topic does not, so the redone batch re-sends them.
-        self._open: dict[tuple[str, str], bytes] = {}
-        self._aborted: dict[tuple[str, str], bytes] = {}
+        #: Entries sent in the current batch: memory holds them, the topic not yet.
+        self._open: set[tuple[str, str]] = set()
+        #: A batch that sent entries was aborted: memory is ahead of the topic.
+        self.stale = False
 
     def new_batch(self) -> None:
-        """The previous batch is committed (or its entries were moved by :meth:`aborted`)."""
+        """A batch begins (the previous one was committed or aborted)."""
         self._open.clear()
 
     def committed(self) -> None:
@@ -70,12 +71,23 @@ class KafkaDedupeState:
 
     def settled(self) -> bool:
         """Whether the topic holds everything in :attr:`memory` (no batch open or aborted)."""
-        return not self._open and not self._aborted
+        return not self._open and not self.stale
 
     def aborted(self) -> None:
-        """The batch's transaction was aborted: what it sent is not on the topic."""
-        self._aborted.update(self._open)
+        """The batch's transaction was aborted: what it sent is not on the topic, so
+        memory must be read again from the topic (:meth:`reset`) before the next
+        decision."""
+        if self._open:
+            self.stale = True
         self._open.clear()
+
+    def reset(self) -> None:
+        """Forget everything in memory; the next read starts from the window again
+        (:attr:`stale` stays as it is until the caller has read it)."""
+        self.close()
+        self.memory = InMemoryDedupeState(self.max_entries)
+        self._open.clear()
+        self._since = 0
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -155,8 +167,6 @@ class KafkaDedupeState:
         if record.value is None or record.key is None or record.timestamp < self._since:
             return  # a tombstone, or an entry written before the window (out of order)
         kind, _, key = record.key.decode().partition(":")
-        # On the topic after all (a commit that was not answered in time, then done).
-        self._aborted.pop((kind, key), None)
         try:
             entry = DedupeEntry(**json.loads(record.value))
         except (ValueError, TypeError) as exc:
@@ -172,14 +182,10 @@ class KafkaDedupeState:
     def put(self, kind: KeyKind, key: str, entry: DedupeEntry) -> DedupeEntry:
         stored = self.memory.put(kind, key, entry)
         if stored is entry:
-            self._send(kind, key, json.dumps(dataclasses.asdict(entry)).encode())
-        elif (kind, key) in self._aborted:
-            self._send(kind, key, self._aborted.pop((kind, key)))
+            value = json.dumps(dataclasses.asdict(entry)).encode()
+            self.producer.send(self.topic, f"{kind}:{key}", value)
+            self._open.add((kind, key))
         return stored
-
-    def _send(self, kind: str, key: str, value: bytes) -> None:
-        self.producer.send(self.topic, f"{kind}:{key}", value)
-        self._open[(kind, key)] = value
 
     def close(self) -> None:
         if self._consumer is not None:

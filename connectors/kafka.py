@@ -291,10 +291,14 @@ class TransactionFailed(RetriableError):
         self.uncertain = uncertain
 
 
+#: How long a transaction may stay open (the producer's ``transaction.timeout.ms``):
+#: the broker aborts one open longer, and ``read_committed`` readers of its
+#: partitions wait for it until then when its worker died.
+TRANSACTION_TIMEOUT_SECONDS = 60.0
+
 #: How long a step of a transaction (offsets, commit, abort) may wait for the
 #: broker. kafka-python's own calls wait without a limit, so a broker that dies
-#: while a step is in flight would hang the worker; under the transaction
-#: timeout (60 s), after which the broker aborts an open transaction itself.
+#: while a step is in flight would hang the worker; under the transaction timeout.
 TRANSACTION_STEP_SECONDS = 30.0
 
 
@@ -343,6 +347,7 @@ class Producer:
         self._topics: list[str] = []  # the topic of each pending record
         self._pending_lock = threading.Lock()
         self._in_transaction = False
+        self._began = 0.0  # when the open transaction began (monotonic)
         #: The record size limit of a topic that takes less than rasd's own topics,
         #: learnt when the broker refused a record as too large.
         self._limits: dict[str, int] = {}
@@ -380,6 +385,7 @@ class Producer:
             client_id=self._client_id,
             acks="all",
             transactional_id=self.transactional_id,
+            transaction_timeout_ms=int(TRANSACTION_TIMEOUT_SECONDS * 1000),
             linger_ms=5,
             max_request_size=MAX_MESSAGE_BYTES,
         )
@@ -414,6 +420,7 @@ class Producer:
                 if self.transactional and not self._in_transaction:
                     producer.begin_transaction()
                     self._in_transaction = True
+                    self._began = time.monotonic()
                 future = producer.send(
                     topic, key=raw_key, value=value, headers=list(headers), partition=partition
                 )
@@ -467,16 +474,27 @@ class Producer:
             return
         try:
             admin = new_admin(self._bootstrap, client_id=f"{self._client_id}-limits")
-        except KafkaError:
+        except KafkaError as exc:
+            self._guess_limits(topics, exc)
             return
         try:
             resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in sorted(topics)]
             for topic, limit in topic_limits(admin.describe_configs(resources)).items():
                 self._limits[topic] = min(MAX_RECORD_BYTES, limit - 4096)
         except KafkaError as exc:
-            log.warning("reading the size limits of %s: %r", sorted(topics), exc)
+            self._guess_limits(topics, exc)
         finally:
             admin.close()
+
+    def _guess_limits(self, topics: set[str], exc: Exception) -> None:
+        """The limits could not be read: take the broker's default, then half of
+        the last guess, so that a record the broker keeps refusing is refused
+        here in the end (and dead-lettered), not sent for ever."""
+        log.warning("reading the size limits of %s: %r; guessing", sorted(topics), exc)
+        default = BROKER_MESSAGE_BYTES - 4096
+        for topic in topics:
+            known = self._limits.get(topic, MAX_RECORD_BYTES)
+            self._limits[topic] = default if known > default else known // 2
 
     def commit(self, offsets: dict[TopicPartition, Any], group_metadata: Any) -> None:
         """Commit the open transaction with the consumer group's ``offsets``.
@@ -495,6 +513,7 @@ class Producer:
             if not self._in_transaction:
                 producer.begin_transaction()
                 self._in_transaction = True
+                self._began = time.monotonic()
             manager = producer._transaction_manager
             self._await(
                 producer,
@@ -516,6 +535,14 @@ class Producer:
             raise TransactionFailed(str(exc)) from exc
         except KafkaError as exc:
             fenced = isinstance(exc, ProducerFencedError)
+            if fenced and time.monotonic() - self._began >= TRANSACTION_TIMEOUT_SECONDS * 0.9:
+                # The broker aborted a transaction open too long and bumped the epoch,
+                # which kafka-python reports as a fence: a new producer goes on.
+                self._reset()
+                raise TransactionFailed(
+                    f"open longer than the transaction timeout "
+                    f"({TRANSACTION_TIMEOUT_SECONDS:.0f} s): {type(exc).__name__}"
+                ) from exc
             self.abort()
             raise TransactionFailed(f"{type(exc).__name__}: {exc}", fenced=fenced) from exc
 
@@ -535,6 +562,7 @@ class Producer:
         plain producer has already sent it, and forgets the records' futures)."""
         with self._pending_lock:
             self._pending = []
+            self._topics = []
         if not self.transactional:
             return
         was_open, self._in_transaction = self._in_transaction, False

@@ -546,9 +546,10 @@ class StageWorker:
                 if position is None:
                     continue
                 if tp not in self._committed:
-                    done = consumer.committed(tp)
+                    done = consumer.committed(tp, timeout_ms=1000)
                     self._committed[tp] = done if done is not None else -1
-                if position > self._committed[tp] >= 0:
+                # (-1: the group has committed nothing here; markers alone moved it.)
+                if position > self._committed[tp]:
                     moved[tp] = committed_offset(position)
             if moved:
                 consumer.commit(moved)

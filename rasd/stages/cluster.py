@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from connectors.dedupe_snapshot import SnapshotSink, snapshot_dir, snapshot_path
 from connectors.dedupe_snapshot import load as load_snapshot
 from connectors.dedupe_state import KafkaDedupeState
 from connectors.kafka import Producer
 from connectors.worker import BatchResult, Output, Sink, per_record
 from pipeline.dedupe import Deduper, InMemoryDedupeState
+from pipeline.errors import RetriableError
 from pipeline.models import SignedArticle
 from pipeline.neardup import NearDuplicateIndex
 
@@ -39,34 +42,45 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     )
     settings = ctx.settings
     path = snapshot_path(snapshot_dir(settings), ctx.topics.dedupe_state)
-    snapshot = None
-    if settings.dedupe_snapshot_seconds > 0:
-        snapshot = load_snapshot(path, ctx.topics.dedupe_state, ctx.near_config)
-    if snapshot is not None:
-        ends = state.end_offsets()
-        if any(o > ends.get(p, -1) for p, o in snapshot.offsets.items()):
-            # The topic was deleted and made again since.
-            log.warning(
-                "dedupe snapshot %s is ahead of %s (offsets %s, topic ends %s); reading the "
-                "state topic's whole window",
+
+    window: NearDuplicateIndex
+    deduper: Deduper
+
+    def start() -> None:
+        """Make the index and the deduper from the snapshot and the topic after it
+        (or from the topic's whole window)."""
+        nonlocal window, deduper
+        snapshot = None
+        if settings.dedupe_snapshot_seconds > 0:
+            snapshot = load_snapshot(path, ctx.topics.dedupe_state, ctx.near_config)
+        if snapshot is not None:
+            ends = state.end_offsets()
+            if any(o > ends.get(p, -1) for p, o in snapshot.offsets.items()):
+                # The topic was deleted and made again since.
+                log.warning(
+                    "dedupe snapshot %s is ahead of %s (offsets %s, topic ends %s); reading "
+                    "the state topic's whole window",
+                    path,
+                    ctx.topics.dedupe_state,
+                    snapshot.offsets,
+                    ends,
+                )
+                snapshot = None
+        index = snapshot.index if snapshot is not None else NearDuplicateIndex(ctx.near_config)
+        if snapshot is not None:
+            state.memory = snapshot.state
+            log.info(
+                "dedupe snapshot %s: %d articles in the index, %d exact keys",
                 path,
-                ctx.topics.dedupe_state,
-                snapshot.offsets,
-                ends,
+                len(index),
+                len(snapshot.state),
             )
-            snapshot = None
-    window = snapshot.index if snapshot is not None else NearDuplicateIndex(ctx.near_config)
-    if snapshot is not None:
-        state.memory = snapshot.state
-        log.info(
-            "dedupe snapshot %s: %d articles in the index, %d exact keys",
-            path,
-            len(window),
-            len(snapshot.state),
-        )
-    deduper = Deduper(state, window)
-    state.load(after=snapshot.offsets if snapshot is not None else None)
-    ctx.stats.window_size(len(window))
+        # Before the load: the state's entries feed this deduper's index.
+        window, deduper = index, Deduper(state, index)
+        state.load(after=snapshot.offsets if snapshot is not None else None)
+        ctx.stats.window_size(len(index))
+
+    start()
 
     def check(record: Any) -> list[Output]:
         signed = SignedArticle.from_json(record.value)
@@ -82,6 +96,19 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
     def handler(records: list[Any]) -> BatchResult:
         # Single writer, but the previous owner of the partition may have
         # written entries this process has not read yet.
+        if state.stale:
+            # An aborted batch left decisions in memory that the topic lacks: the
+            # redone batch must be decided as if they had never been made.
+            log.warning(
+                "cluster: a batch was aborted; reading the dedupe state again from %s",
+                ctx.topics.dedupe_state,
+            )
+            state.reset()
+            try:
+                start()
+            except KafkaError as exc:  # the broker away: the batch is retried, still stale
+                raise RetriableError(f"reading {ctx.topics.dedupe_state} again: {exc!r}") from exc
+            state.stale = False
         state.new_batch()
         state.catch_up()
         return inner(records)

@@ -277,3 +277,61 @@ def test_a_restart_from_the_snapshot_reads_only_the_tail_and_decides_as_a_full_r
     assert "is ahead of" in caplog.text
     assert _restored(caplog) == full
     assert _verdicts(parts, probe_records) == replayed
+
+
+def test_a_batch_aborted_after_its_decisions_is_decided_again_from_the_topic(
+    kafka_bootstrap: Bootstrap,
+    topics: Topics,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cluster worker decides a batch, its transaction is aborted (the broker
+    away, a fence), and the batch is redone: the aborted decisions are not on the
+    topic, so they are read again from it and made again, and the redone batch's
+    entries reach the topic. Nothing the topic lacks stays in memory."""
+    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
+    settings = Settings(
+        namespace=topics.namespace,
+        dedupe_snapshot_dir=tmp_path / "snapshots",
+        dedupe_snapshot_seconds=1e-6,
+    )
+    now = datetime.now(UTC)
+    bodies = _bodies(60, seed=33)
+    first, batch = _records(bodies[:30], 0, now), _records(bodies[30:], 30, now)
+    producer = Producer(kafka_bootstrap, transactional_id=f"{topics.namespace}.cluster.test")
+    parts = cluster.build(StageContext(settings), producer)
+    assert parts.on_abort is not None and parts.on_commit is not None
+    (sink,) = parts.sinks
+    assert isinstance(sink, SnapshotSink)
+    decided_first = _verdicts(parts, first)
+    producer.commit({}, f"{topics.namespace}.cluster")
+    parts.on_commit()
+
+    # The batch is decided, then its transaction aborted.
+    decided = _verdicts(parts, batch)
+    producer.abort()
+    parts.on_abort()
+    caplog.set_level(logging.INFO)
+    sink.flush()
+    sink.tick()
+    sink.close()  # not while memory holds decisions the topic lacks
+    assert "not taken while a batch is uncommitted" in caplog.text
+    redone = _verdicts(parts, batch)
+    assert redone == decided  # the same decisions, made again from the topic
+    producer.commit({}, f"{topics.namespace}.cluster")
+    parts.on_commit()
+    producer.close()
+
+    # On the topic (read_committed): an entry for every article of both batches,
+    # once, so a restart decides re-deliveries as the running worker did.
+    state = KafkaDedupeState(kafka_bootstrap, topics.dedupe_state, _Unsent())  # type: ignore[arg-type]
+    state.load()
+    for i in range(60):
+        assert state.get("url", article(f"https://example.org/snap/{i}").id) is not None, i
+    state.close()
+    restarted = cluster.build(
+        StageContext(settings.model_copy(update={"dedupe_snapshot_seconds": 0})),
+        _Unsent(),  # type: ignore[arg-type]
+    )
+    assert _verdicts(restarted, first + batch) == decided_first + decided
+    assert "reading the dedupe state again" in caplog.text

@@ -14,28 +14,36 @@ import time
 from typing import Any
 
 import pytest
+from kafka.errors import ProducerFencedError
 
 import connectors.kafka as kafka
 from connectors.kafka import Producer, TransactionFailed
 
 
 class _Result:
-    def __init__(self, done: bool) -> None:
+    def __init__(self, done: bool, error: Exception | None = None) -> None:
         self._latch = threading.Event()
+        self._error = error
         if done:
             self._latch.set()
 
     def wait(self, timeout_ms: int | None = None) -> bool:
-        return self._latch.wait(None if timeout_ms is None else timeout_ms / 1000)
+        done = self._latch.wait(None if timeout_ms is None else timeout_ms / 1000)
+        if self._error is not None:
+            raise self._error
+        return done
 
 
 class _Manager:
-    def __init__(self, answered: set[str]) -> None:
+    def __init__(self, answered: set[str], refused: Exception | None = None) -> None:
         self.answered = answered
+        self.refused = refused  # the commit's answer, when it is an error
         self.asked: list[str] = []
 
     def _step(self, name: str) -> _Result:
         self.asked.append(name)
+        if name == "commit" and self.refused is not None:
+            return _Result(True, self.refused)
         return _Result(name in self.answered)
 
     def send_offsets_to_transaction(self, offsets: Any, metadata: Any) -> _Result:
@@ -54,8 +62,8 @@ class _Sender:
 
 
 class _KafkaProducer:
-    def __init__(self, answered: set[str]) -> None:
-        self._transaction_manager = _Manager(answered)
+    def __init__(self, answered: set[str], refused: Exception | None = None) -> None:
+        self._transaction_manager = _Manager(answered, refused)
         self._sender = _Sender()
         self.closed = False
 
@@ -66,11 +74,14 @@ class _KafkaProducer:
         self.closed = True
 
 
-def _producer(answered: set[str]) -> tuple[Producer, _KafkaProducer]:
+def _producer(
+    answered: set[str], refused: Exception | None = None
+) -> tuple[Producer, _KafkaProducer]:
     producer = Producer(("127.0.0.1", 1), transactional_id="test.0")  # type: ignore[arg-type]
-    raw = _KafkaProducer(answered)
+    raw = _KafkaProducer(answered, refused)
     producer._producer = raw  # type: ignore[assignment]
     producer._in_transaction = True
+    producer._began = time.monotonic()
     return producer, raw
 
 
@@ -116,3 +127,23 @@ def test_a_commit_answered_in_time_succeeds() -> None:
     producer.commit({}, None)
     assert raw._transaction_manager.asked == ["offsets", "commit"]
     assert not producer._in_transaction and not raw.closed
+
+
+def test_a_fence_is_a_fence_while_the_transaction_is_young() -> None:
+    # Another live producer took the transactional id: this one must stop.
+    producer, _raw = _producer({"offsets", "abort"}, ProducerFencedError())
+    with pytest.raises(TransactionFailed) as failed:
+        producer.commit({}, None)
+    assert failed.value.fenced
+
+
+def test_a_fence_after_the_transaction_timeout_is_an_abort_and_a_new_producer() -> None:
+    # The broker aborted a transaction open too long and bumped the epoch, which
+    # kafka-python reports as a fence: the batch is redone, the worker goes on.
+    producer, raw = _producer({"offsets", "abort"}, ProducerFencedError())
+    producer._began = time.monotonic() - kafka.TRANSACTION_TIMEOUT_SECONDS
+    with pytest.raises(TransactionFailed) as failed:
+        producer.commit({}, None)
+    assert not failed.value.fenced and not failed.value.uncertain
+    assert "transaction timeout" in str(failed.value)
+    assert raw.closed and producer._producer is None
