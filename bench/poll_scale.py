@@ -88,6 +88,8 @@ def serve(port_out: Any, versions: Any, stop: Any) -> None:
 
 
 class NullSink:
+    transactional = False
+
     def send(self, topic: str, key: str, value: Any) -> None:
         pass
 

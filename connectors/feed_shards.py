@@ -243,6 +243,15 @@ class KafkaFeedStateStore(FeedStateStore):
         if self._due():
             self.save()
 
+    def put_with(self, state: FeedState, producer: Producer) -> bool:
+        with self._lock:
+            if state.url in self._released:
+                return False  # handed over: the poll's items are not published either
+            partition = self._partition_of.get(state.url)
+        value = json.dumps(asdict(state), ensure_ascii=False).encode()
+        producer.send(self.topic, state.url, value, partition=partition)
+        return True
+
     def delete(self, url: str) -> None:
         """Forget a feed removed from the catalogue, here and in the topic (a tombstone)."""
         with self._lock:

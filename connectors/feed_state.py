@@ -21,9 +21,12 @@ import threading
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.schedule import FeedState
+
+if TYPE_CHECKING:
+    from .kafka import Producer
 
 __all__ = ["FeedStateStore", "state_from_json"]
 
@@ -74,6 +77,18 @@ class FeedStateStore:
             self._dirty = True
         if self._due():
             self.save()
+
+    def put_with(self, state: FeedState, producer: Producer) -> bool:
+        """Send ``state`` on ``producer`` (in its open transaction, beside the items
+        the poll published) and return True; memory is left to :meth:`remember`,
+        once the transaction is committed. Here (a file) there is nothing to send."""
+        return False
+
+    def remember(self, state: FeedState) -> None:
+        """Keep ``state`` in memory only: it was written with :meth:`put_with`."""
+        with self._lock:
+            self._states[state.url] = state
+            self._dirty = True
 
     def _due(self) -> bool:
         return time.monotonic() - self._saved_at >= self.save_every

@@ -546,6 +546,28 @@ class Producer:
             self.abort()
             raise TransactionFailed(f"{type(exc).__name__}: {exc}", fenced=fenced) from exc
 
+    def commit_sends(self) -> None:
+        """Commit the open transaction, which has records but no input offsets (the
+        poller: a feed's new items and its state). Nothing open: nothing to do.
+        Raises :class:`TransactionFailed` as :meth:`commit` does."""
+        if not self.transactional:
+            raise RuntimeError("commit_sends() needs a transactional producer")
+        if not self._in_transaction:
+            return
+        from kafka.errors import ProducerFencedError
+
+        producer = self.producer
+        try:
+            self._await(producer, producer._transaction_manager.begin_commit(), "the commit")
+            self._in_transaction = False
+        except _StepTimedOut as exc:
+            self._reset()
+            raise TransactionFailed(str(exc), uncertain=True) from exc
+        except KafkaError as exc:
+            self.abort()
+            fenced = isinstance(exc, ProducerFencedError)
+            raise TransactionFailed(f"{type(exc).__name__}: {exc}", fenced=fenced) from exc
+
     def _await(self, producer: Any, result: Any, step: str) -> None:
         """Wait for a transaction step, at most :data:`TRANSACTION_STEP_SECONDS`.
 

@@ -46,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from pipeline.errors import PermanentError, RetriableError
 from pipeline.feeds import Feed
+from pipeline.models import FeedItem
 from pipeline.schedule import (
     FeedState,
     ScheduleBounds,
@@ -206,6 +207,8 @@ class FeedPoller:
         # prevents it (max_instances=1), this guards poll_all and manual calls.
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        # One transaction at a time on the producer (polls run in several threads).
+        self._publishing = threading.Lock()
 
     def feed_lock(self, url: str) -> threading.RLock:
         """Held while this feed is polled (re-entrant, so a caller may hold it around a poll)."""
@@ -285,9 +288,6 @@ class FeedPoller:
         """Send the feed's new items, remember every listed one, count and log the poll."""
         seen = dict(state.seen)
         new = [item for item in parsed.items if item.id not in seen]
-        for item in new:
-            self.producer.send(self.items_topic, item.id, item.to_json())
-        self.producer.flush()
         for item in parsed.items:
             # Still listed: keep it (an expired id would come back as "new").
             seen[item.id] = now
@@ -297,7 +297,17 @@ class FeedPoller:
         times = tuple(
             min(item.published_at.timestamp(), now) if item.published_at else now for item in new
         )
-        state = replace(state, seen=seen)
+        before, state = state, replace(state, seen=seen)
+        update = functools.partial(
+            record_success, outcome="new" if new else "no_new", new_item_times=times, hint=hint
+        )
+        try:
+            self._send(new, update(state, now, self.bounds, fixed=feed.interval))
+        except RetriableError as exc:
+            # Nothing was published (or the transaction was aborted): parse it again
+            # next time instead of taking the unchanged hash for "nothing new".
+            retry = replace(before, body_hash=None)
+            return self._failed(feed, retry, "publish_failed", str(exc), exc, status=status)
         self.stats.inc("poll", "items", len(new))
         if parsed.bozo:
             self.stats.inc("poll", "feed_bozo")
@@ -311,10 +321,43 @@ class FeedPoller:
             self.stats.inc("poll", "entries_without_link", parsed.entries_without_link)
         log.info("feed %s: %d entries, %d new", feed.url, len(parsed.items), len(new))
         outcome = "new" if new else "no_new"
-        self._succeeded(feed, state, now, outcome, hint, status, times)
+        for counter in ("feed_ok", f"feed_{outcome}"):
+            self.stats.inc("poll", counter)
         return PollResult(
             feed, True, len(parsed.items), len(new), parsed.bozo, outcome=outcome, status=status
         )
+
+    def _send(self, new: Sequence[FeedItem], state: FeedState) -> None:
+        """Publish the new items and keep the feed's state after the poll.
+
+        With a transactional producer, the items and the state record are one
+        transaction, and memory is updated after its commit: a poller killed at
+        any moment has published the items and remembered them, or neither (a
+        restart then publishes them once). Without, the items are acknowledged
+        first and the state is written after them (a kill in between repeats them).
+        """
+        if not self.producer.transactional:
+            for item in new:
+                self.producer.send(self.items_topic, item.id, item.to_json())
+            self.producer.flush()
+            self.state.put(state)
+            return
+        with self._publishing:
+            # Earlier state records of this feed (another producer) land first.
+            self.state.save()
+            for item in new:
+                self.producer.send(self.items_topic, item.id, item.to_json())
+            written = self.state.put_with(state, self.producer)
+            try:
+                self.producer.flush()
+                self.producer.commit_sends()
+            except RetriableError:
+                self.producer.abort()
+                raise
+        if written:
+            self.state.remember(state)
+        else:
+            self.state.put(state)
 
     def _succeeded(
         self,

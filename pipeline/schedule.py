@@ -46,7 +46,7 @@ _HARD: Final = frozenset(
      "not_a_feed", "malformed_feed", "html_not_feed", "blocked_address", "redirect_downgrade"}
 )  # fmt: skip
 _TEMPORARY: Final = frozenset(
-    {"timeout", "connection_error", "dns", "http_429", "http_503", "host_paused"}
+    {"timeout", "connection_error", "dns", "http_429", "http_503", "host_paused", "publish_failed"}
 )
 WEIGHTS: Final = {"hard": 1.0, "soft": 0.5, "temporary": 0.25}
 

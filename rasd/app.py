@@ -147,10 +147,13 @@ class Runtime:
         """The stage worker's transactional id, ``<ns>.<stage>.<instance>`` (None:
         ``RASD_TRANSACTIONS=false``). A restarted worker with the same
         ``RASD_INSTANCE_ID`` aborts at once what its predecessor left open."""
+        return self._transactional_id(stage.group_id(self.topics))
+
+    def _transactional_id(self, prefix: str) -> str | None:
         if not self.settings.transactions:
             return None
         instance = self.settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        return f"{stage.group_id(self.topics)}.{instance}"
+        return f"{prefix}.{instance}"
 
     # --- stages --------------------------------------------------------------------
 
@@ -230,9 +233,10 @@ class Runtime:
     # --- running -------------------------------------------------------------------
 
     def poller(self) -> FeedPoller:
+        # Transactional: a poll's new items and the feed's state are one commit.
         return FeedPoller(
             self.context.http,
-            self.producer("poll"),
+            self.producer("poll", self._transactional_id(self.topics.group("poll"))),
             self.topics.items,
             self.settings.namespace,
             self.stats,

@@ -106,6 +106,8 @@ def static(body: bytes, ctype: str | None = "application/rss+xml; charset=utf-8"
 
 
 class FakeSink:
+    transactional = False
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 

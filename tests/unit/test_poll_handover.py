@@ -25,6 +25,8 @@ TOPICS = Topics("t4")
 class RecordingSink:
     """Stands in for Producer: records what is sent where, and the flush timeouts."""
 
+    transactional = False
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, bytes | None, int | None]] = []
         self.flushes: list[float] = []
