@@ -345,13 +345,18 @@ def table(rows: Iterable[Row]) -> str:
 
 def rule_terms(count: int, avoid: Iterable[str]) -> list[str]:
     """``count`` distinct invented Arabic words, none of them (nor any word ending in
-    one) in ``avoid``: each rule's word occurs only where the generator put it."""
+    one) in ``avoid``: each rule's word occurs only where the generator put it.
+
+    None begins with a letter that can be a proclitic (و ف ب ك ل, and the ا of ال):
+    matching strips those on both sides, so بمابيوس and فمابيوس would be one word.
+    """
+    first = "تجحدرزسشصطعقمنهي"
     letters = "بتجحدرزسشصطعفقكلمنهي"
     vocab = set(avoid)
     terms: list[str] = []
     i = 0
     while len(terms) < count:
-        a, b, c = letters[i % 20], letters[(i // 20) % 20], letters[(i // 400) % 20]
+        a, b, c = first[i % 16], letters[(i // 16) % 20], letters[(i // 320) % 20]
         word = f"{a}{b}ا{c}يوس"
         i += 1
         if word in vocab or any(w.endswith(word) for w in vocab):
@@ -487,14 +492,14 @@ def generate(
     return SoakSite(feeds, base.pages), alerting
 
 
-def write_rules(path: Path, terms: list[str], hook: WebhookReceiver) -> None:
+def write_rules(path: Path, terms: list[str], hook_url: str) -> None:
     lines = ["rules:"]
     lines += [
         f"  - {{id: soak-{i:04d}, name: {term}, any: [{term}], destinations: [hook]}}"
         for i, term in enumerate(terms)
     ]
     lines.append("destinations:")
-    lines.append(f"  hook: {{type: webhook, url: '{hook.url}', retries: 12, backoff: 1.0}}")
+    lines.append(f"  hook: {{type: webhook, url: '{hook_url}', retries: 12, backoff: 1.0}}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -781,7 +786,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SoakServer(site) as server:
         work = Path(tmp)
         feeds_file, rules_file = write_config(work, site, server.base, hook)
-        write_rules(rules_file, terms, hook)
+        write_rules(rules_file, terms, hook.url)
         bare, bare_cores = bare_extraction(site, server.base, 300, args.bare_seconds)
         print(
             f"bare extract_text over {min(300, len(site.pages))} of these pages: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,10 @@ from bench.soak import (
     quarters,
     rule_terms,
     summarize,
+    write_rules,
 )
+from pipeline.matching import RuleMatcher
+from pipeline.rules import load_rule_set
 
 
 def test_the_schedule_publishes_the_rate_on_average_with_bursts() -> None:
@@ -146,3 +150,12 @@ def test_every_rule_has_its_own_word_that_the_text_never_has() -> None:
     assert len(set(terms)) == 1000
     assert not set(terms) & set(words)
     assert not any(w.endswith(t) for w in words for t in terms[:50])
+
+
+def test_each_rules_word_raises_that_rule_and_no_other(tmp_path: Path) -> None:
+    terms = rule_terms(1000, vocabulary())
+    write_rules(tmp_path / "rules.yaml", terms, "http://127.0.0.1:9/hook")
+    matcher = RuleMatcher(load_rule_set(tmp_path / "rules.yaml").rules)
+    for i, term in enumerate(terms):
+        hits = matcher.match_text(f"قال المتحدث إن {term} وصل صباح اليوم.")
+        assert [h.rule_id for h in hits] == [f"soak-{i:04d}"], term
