@@ -138,8 +138,12 @@ class Site:
         elapsed = (now or time.monotonic()) - self.start
         return [p for p in self.pages if p.at <= elapsed]
 
+    def feed_items(self, feed: int) -> list[Page]:
+        """The newest pages of ``feed`` published so far (at most 300), oldest first."""
+        return [p for p in self.published() if p.feed == feed][-300:]
+
     def feed_xml(self, feed: int, base: str) -> bytes:
-        items = [p for p in self.published() if p.feed == feed][-300:]
+        items = self.feed_items(feed)
         # Published now, in wall-clock time: the adaptive schedule keeps polling a
         # feed that publishes, and backs off from one whose items are weeks old.
         epoch = datetime.now(UTC) - timedelta(seconds=time.monotonic() - self.start)
