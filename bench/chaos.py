@@ -682,6 +682,23 @@ def explain_repeats(
 # --- the run -------------------------------------------------------------------------
 
 
+def worker_env(namespace: str, feeds_file: Path, rules_file: Path) -> dict[str, str]:
+    """The environment of the rasd processes a bench runs against its local site."""
+    return {
+        **os.environ,
+        "RASD_NAMESPACE": namespace,
+        "RASD_FEEDS_FILE": str(feeds_file),
+        "RASD_RULES_FILE": str(rules_file),
+        "RASD_ALLOW_PRIVATE_NETWORKS": "true",
+        "RASD_HOST_MIN_SPACING": "0",
+        "RASD_HOST_MAX_CONCURRENCY": "64",
+        "RASD_POLL_INTERVAL": "10",
+        "RASD_RESPECT_ROBOTS": "false",
+        "RASD_LOG_LEVEL": "WARNING",
+        "RASD_METRICS_PORT": "0",
+    }
+
+
 def write_config(dest: Path, site: Site, base: str, hook: WebhookReceiver) -> tuple[Path, Path]:
     feeds = dest / "feeds.yaml"
     feeds.write_text(
@@ -727,19 +744,7 @@ def run(
     with tempfile.TemporaryDirectory() as tmp, SiteServer(site) as server:
         work = Path(tmp)
         feeds_file, rules_file = write_config(work, site, server.base, hook)
-        env = {
-            **os.environ,
-            "RASD_NAMESPACE": settings.namespace,
-            "RASD_FEEDS_FILE": str(feeds_file),
-            "RASD_RULES_FILE": str(rules_file),
-            "RASD_ALLOW_PRIVATE_NETWORKS": "true",
-            "RASD_HOST_MIN_SPACING": "0",
-            "RASD_HOST_MAX_CONCURRENCY": "64",
-            "RASD_POLL_INTERVAL": "10",
-            "RASD_RESPECT_ROBOTS": "false",
-            "RASD_LOG_LEVEL": "WARNING",
-            "RASD_METRICS_PORT": "0",
-        }
+        env = worker_env(settings.namespace, feeds_file, rules_file)
         workers = Workers(env, Path(os.environ.get("RASD_CHAOS_LOGS", tmp)))
         from rasd.app import Runtime, reset_namespace
 

@@ -47,7 +47,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import random
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ from bench.chaos import (  # noqa: E402  (the repository root is put on sys.path
     WebhookReceiver,
     Workers,
     vocabulary,
+    worker_env,
     write_config,
 )
 from rasd.demo import default_site_root, substitute_base  # noqa: E402
@@ -793,19 +793,7 @@ def main() -> None:
             f"{bare:.1f} pages/s ({bare_cores:.2f} cores)",
             flush=True,
         )
-        env = {
-            **os.environ,
-            "RASD_NAMESPACE": settings.namespace,
-            "RASD_FEEDS_FILE": str(feeds_file),
-            "RASD_RULES_FILE": str(rules_file),
-            "RASD_ALLOW_PRIVATE_NETWORKS": "true",
-            "RASD_HOST_MIN_SPACING": "0",
-            "RASD_HOST_MAX_CONCURRENCY": "64",
-            "RASD_POLL_INTERVAL": "10",
-            "RASD_RESPECT_ROBOTS": "false",
-            "RASD_LOG_LEVEL": "WARNING",
-            "RASD_METRICS_PORT": "0",
-        }
+        env = worker_env(settings.namespace, feeds_file, rules_file)
         prepared = Settings(
             namespace=settings.namespace, feeds_file=feeds_file, rules_file=rules_file
         )
