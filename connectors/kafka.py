@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,7 +52,11 @@ class _LastConnectionFailure(logging.Handler):
 
     @staticmethod
     def telling(text: str) -> bool:
-        return "SaslAuthenticationFailed" in text or "certificate verify failed" in text.lower()
+        return (
+            "SaslAuthenticationFailed" in text
+            or "certificate verify failed" in text.lower()
+            or answered_in_tls(text)
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno < logging.WARNING:
@@ -68,6 +73,18 @@ class _LastConnectionFailure(logging.Handler):
 
 _last_failure = _LastConnectionFailure()
 logging.getLogger("kafka.net").addHandler(_last_failure)
+
+
+def answered_in_tls(text: str) -> bool:
+    """Whether kafka-python's "Invalid frame length: N" is a TLS record read as a
+    Kafka frame: a client without TLS, a listener with it. The broker answers the
+    first bytes with a TLS alert or handshake record (type 0x15 or 0x16, version
+    0x03..), whose first four bytes kafka-python takes for a frame's length."""
+    found = re.search(r"Invalid frame length: (-?\d+)", text)
+    if found is None:
+        return False
+    head = (int(found.group(1)) & 0xFFFFFFFF).to_bytes(4, "big")
+    return head[0] in (0x15, 0x16) and head[1] == 0x03
 
 
 def explain(exc: BaseException, target: Bootstrap) -> str:
@@ -97,6 +114,11 @@ def explain(exc: BaseException, target: Bootstrap) -> str:
             f"{where}: the broker's certificate is not trusted ({reason}): set "
             "RASD_KAFKA_CA_FILE to the CA that signed it"
         )
+    if answered_in_tls(text) and not access.tls:
+        return (
+            f"{where} answered in TLS: its listener does not speak {access.security_protocol}; "
+            "set RASD_KAFKA_SECURITY_PROTOCOL to SASL_SSL (or SSL)"
+        )
     if isinstance(exc, AuthorizationError) or "Authorization failed" in text:
         return (
             f"{where}: user {access.username!r} may not do this ({type(exc).__name__}); "
@@ -108,7 +130,8 @@ def explain(exc: BaseException, target: Bootstrap) -> str:
         return (
             f"{where} closed the connection at login as {access.username!r} "
             f"({access.sasl_mechanism}): check RASD_KAFKA_USERNAME and RASD_KAFKA_PASSWORD, "
-            f"and that its listener speaks {access.security_protocol}"
+            f"and that its listener speaks {access.security_protocol} "
+            "(RASD_KAFKA_SECURITY_PROTOCOL)"
         )
     if "disconnected" in text:
         return (
