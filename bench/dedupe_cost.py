@@ -23,13 +23,20 @@ linearly to one million and to the 7-day window at a million a day; the
 process's RSS is printed next to it, and the persisted size (the changelog
 entry with its signature).
 
+The fill's first-seen times are spread over 7 days whatever its size, so a
+fill of 7,000,000 has the density of a million a day.
+
 ``--index compact`` (the default) is rasd's
-:class:`~pipeline.neardup.NearDuplicateIndex`; ``--index datasketch`` is the
+:class:`~pipeline.neardup.NearDuplicateIndex`; ``--index disk`` is the same
+index in a SQLite file (:class:`~connectors.neardup_store.DiskNearDuplicateIndex`,
+in ``--dir``, by default a temporary directory), whose memory is the process's
+RSS growth (tracemalloc does not see SQLite's own allocations) and whose file
+size is printed; ``--index datasketch`` is the
 former index, datasketch's in-memory ``MinHashLSH``
 (:class:`~pipeline.neardup.DatasketchIndex`), for the side-by-side figures: it
 holds about 12 KB per article, so give it a smaller fill. Run::
 
-    .venv/bin/python bench/dedupe_cost.py [--fill 1000000] [--index compact|datasketch]
+    .venv/bin/python bench/dedupe_cost.py [--fill 1000000] [--index compact|disk|datasketch]
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import re
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -54,6 +62,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from connectors.neardup_store import DiskNearDuplicateIndex  # noqa: E402
 from pipeline.dedupe import DedupeEntry  # noqa: E402
 from pipeline.neardup import (  # noqa: E402  (the repository root is put on sys.path first)
     DatasketchIndex,
@@ -108,33 +117,39 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+Index = NearDuplicateIndex | DiskNearDuplicateIndex | DatasketchIndex
+
+
 def fill_index(
-    index: NearDuplicateIndex | DatasketchIndex,
+    index: Index,
     real: list[np.ndarray],
     synthetic: int,
     config: NearDupConfig,
     rng: np.random.Generator,
+    step: timedelta,
 ) -> None:
-    """``synthetic`` drawn signatures, then the ``real`` ones, one second apart."""
+    """``synthetic`` drawn signatures, then the ``real`` ones, ``step`` apart."""
     chunk = 50_000
     for start in range(0, synthetic, chunk):
         n = min(chunk, synthetic - start)
         values = synthetic_values(n, config.num_perm, rng)
         ids = [f"{i:032x}" for i in range(start, start + n)]
-        seen = [T0 + timedelta(seconds=i) for i in range(start, start + n)]
+        seen = [T0 + step * i for i in range(start, start + n)]
         add_all(index, ids, values, seen)
+        if start // chunk % 20 == 19:
+            print(f"  filled {start + n:,} of {synthetic + len(real):,}", file=sys.stderr)
     ids = [f"r{i:031x}" for i in range(len(real))]
-    seen = [T0 + timedelta(seconds=synthetic + i) for i in range(len(real))]
+    seen = [T0 + step * (synthetic + i) for i in range(len(real))]
     add_all(index, ids, np.array(real, dtype=np.uint32).reshape(-1, config.num_perm), seen)
 
 
 def add_all(
-    index: NearDuplicateIndex | DatasketchIndex,
+    index: Index,
     ids: list[str],
     values: np.ndarray,
     seen: list[datetime],
 ) -> None:
-    if isinstance(index, NearDuplicateIndex):
+    if isinstance(index, NearDuplicateIndex | DiskNearDuplicateIndex):
         micros = np.array(
             [(s - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for s in seen]
         )
@@ -151,28 +166,41 @@ def quantile(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100)[p - 1]
 
 
+def new_index(kind: str, config: NearDupConfig, where: Path) -> Index:
+    if kind == "compact":
+        return NearDuplicateIndex(config)
+    if kind == "disk":
+        path = where / f"near-{time.time_ns()}.db"
+        return DiskNearDuplicateIndex(path, config)
+    return DatasketchIndex(config)
+
+
 def measure(
     kind: str,
     fill: int,
     real: list[np.ndarray],
     timed: list[str],
     config: NearDupConfig,
+    where: Path,
 ) -> dict[str, Any]:
     """Fill an index of ``kind`` to ``fill`` articles, then time the ``timed`` bodies."""
     real = real[:fill]
-    index: NearDuplicateIndex | DatasketchIndex
-    index = NearDuplicateIndex(config) if kind == "compact" else DatasketchIndex(config)
+    step = timedelta(days=7) / max(fill, 1)
+    index = new_index(kind, config, where)
     gc.collect()
     rss_before = rss_bytes()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     t_fill = time.perf_counter()
-    fill_index(index, real, fill - len(real), config, np.random.default_rng(6))
+    fill_index(index, real, fill - len(real), config, np.random.default_rng(6), step)
     fill_s = time.perf_counter() - t_fill
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     rss_after = rss_bytes()
     size = len(index)
+    if isinstance(index, DiskNearDuplicateIndex):
+        # SQLite allocates outside Python's allocators: what the process grew by.
+        held = max(held, rss_after - rss_before)
     per_article = held / max(1, size)
 
     sign_ms, query_ms, total_ms, matches = [], [], [], 0
@@ -184,12 +212,20 @@ def measure(
         t2 = time.perf_counter()
         matches += match is not None
         if sig is not None:
-            seen = T0 + timedelta(seconds=fill + j)
+            seen = T0 + step * (fill + j)
             index.add(f"m{j:031x}", f"m{j:031x}", sig, seen)
         sign_ms.append((t1 - t0) * 1000)
         query_ms.append((t2 - t1) * 1000)
         total_ms.append((t2 - t0) * 1000)
     rss_end = rss_bytes()
+    disk = 0
+    if isinstance(index, DiskNearDuplicateIndex):
+        index.flush()
+        disk = index.file_bytes()
+        index.close()
+        index.path.unlink()
+        for suffix in ("-wal", "-shm"):
+            index.path.with_name(index.path.name + suffix).unlink(missing_ok=True)
     del index
     gc.collect()
     return {
@@ -209,6 +245,7 @@ def measure(
         "rss_mib_before_fill": round(rss_before / 2**20),
         "rss_mib_after_fill": round(rss_after / 2**20),
         "rss_mib_end": round(rss_end / 2**20),
+        "disk_bytes_per_article": round(disk / max(1, size)),
     }
 
 
@@ -236,6 +273,12 @@ def print_report(r: dict[str, Any], config: NearDupConfig) -> None:
         f"  RSS: {r['rss_mib_before_fill']} MiB before the fill, {r['rss_mib_after_fill']} MiB "
         f"after, {r['rss_mib_end']} MiB after the timed articles"
     )
+    if r["disk_bytes_per_article"]:
+        print(
+            f"  on disk: {r['disk_bytes_per_article']} bytes per article -> "
+            f"{r['disk_bytes_per_article'] * WINDOW_ARTICLES / 2**30:.1f} GiB for a 7,000,000 "
+            "window (the operating system's page cache, not the process, holds what is read)"
+        )
 
 
 def main() -> None:
@@ -245,7 +288,8 @@ def main() -> None:
         "--real", type=int, default=20_000, help="of them, real articles' signatures"
     )
     parser.add_argument("--measure", type=int, default=2_000, help="real articles timed")
-    parser.add_argument("--index", choices=("compact", "datasketch"), default="compact")
+    parser.add_argument("--index", choices=("compact", "disk", "datasketch"), default="compact")
+    parser.add_argument("--dir", type=Path, help="where --index disk puts its file")
     parser.add_argument(
         "--baseline-fill",
         type=int,
@@ -268,10 +312,11 @@ def main() -> None:
             real.append(sig.hashvalues.astype(np.uint32))
 
     runs = []
-    if args.baseline_fill:
-        for kind in ("datasketch", "compact"):
-            runs.append(measure(kind, args.baseline_fill, real, timed, config))
-    runs.append(measure(args.index, args.fill, real, timed, config))
+    with tempfile.TemporaryDirectory(dir=args.dir) as where:
+        if args.baseline_fill:
+            for kind in ("datasketch", "compact"):
+                runs.append(measure(kind, args.baseline_fill, real, timed, config, Path(where)))
+        runs.append(measure(args.index, args.fill, real, timed, config, Path(where)))
 
     sample_sig = signature(words_of(bodies[0]), config)
     assert sample_sig is not None

@@ -11,7 +11,11 @@ watch rules (``--rules``), one invented word each; about 3% of the stories
 carry one of the words and raise an alert to a local webhook.
 
 rasd runs as ``rasd run`` (the default) or as one ``rasd worker`` process per
-stage (``--per-stage``). Every ``--every`` seconds the bench samples:
+stage (``--per-stage``), or ``--instances N`` of every stage that runs in
+parallel (all but ``cluster``, the dedupe decision's single writer).
+``--scale-out`` (with ``--capacity``) runs the same drain twice in one command,
+one process per stage and then two of every parallel stage, and prints the
+ratio of the two rates. Every ``--every`` seconds the bench samples:
 
 * articles published and searchable (throughput);
 * the consumer lag of every stage's group (``connectors.kafka.consumer_lag``);
@@ -37,6 +41,7 @@ Needs ``rasd stack up``. Usage::
 
     python bench/soak.py [--rate 12] [--minutes 30] [--feeds 300] [--per-stage]
     python bench/soak.py --capacity 2000
+    python bench/soak.py --capacity 2000 --scale-out
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ from rasd.demo import default_site_root, substitute_base  # noqa: E402
 
 #: The processes of ``--per-stage``: one ``rasd worker`` per stage.
 STAGES = ("poll", "extract", "sign", "cluster", "enrich", "index", "alert", "deliver")
+
+#: The stages that stay one process: the dedupe decision's single writer.
+SINGLE = frozenset({"cluster"})
 
 #: Megabytes (10^6 bytes), the unit of the memory goal.
 MB = 1_000_000
@@ -739,6 +747,17 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=300)
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--per-stage", action="store_true", help="one process per stage")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="with --per-stage: processes of every parallel stage (all but cluster)",
+    )
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="with --capacity: one process per stage, then two of every parallel stage",
+    )
     parser.add_argument("--capacity", type=int, default=0, help="publish N at once, time the drain")
     parser.add_argument("--burst-every", type=float, default=60.0)
     parser.add_argument("--burst-seconds", type=float, default=5.0)
@@ -751,12 +770,41 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.feeds <= 5000 or not 1 <= args.rules <= 20000:
         parser.error("bounded load: --feeds 1..5000, --rules 1..20000")
+    if not 1 <= args.instances <= 8:
+        parser.error("--instances 1..8")
+    if args.instances > 1 and not args.per_stage:
+        parser.error("--instances needs --per-stage (rasd run is one process)")
+    if args.scale_out and not args.capacity:
+        parser.error("--scale-out measures the maximum rate: give --capacity N")
+    out = args.out or Path(tempfile.mkdtemp(prefix="rasd-soak-"))
+    if not args.scale_out:
+        soak(args, out, args.instances)
+        return
+    # The same site, articles and rules twice, each in a namespace of its own.
+    args.per_stage = True
+    one = soak(args, out / "one-each", 1)
+    two = soak(args, out / "two-each", 2)
+    print(
+        f"\nscale-out: {one.capacity:.2f} articles/s with one process per stage, "
+        f"{two.capacity:.2f} with two of every parallel stage: x{two.capacity / one.capacity:.2f} "
+        f"(bare extraction {one.bare:.1f} and {two.bare:.1f} pages/s on one core)"
+    )
 
+
+@dataclass(frozen=True)
+class Result:
+    """One pass's headline figures: the drain's rate (``--capacity``) or the rate held."""
+
+    capacity: float
+    bare: float
+
+
+def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
+    """One pass: the site, rasd's processes, the samples, the summary and the plots."""
     from connectors.elastic import new_elasticsearch
     from pipeline.settings import Settings
     from rasd.app import Runtime, reset_namespace
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="rasd-soak-"))
     out.mkdir(parents=True, exist_ok=True)
     seconds = args.minutes * 60
     if args.capacity:
@@ -769,7 +817,11 @@ def main() -> None:
     terms = rule_terms(args.rules, vocabulary())
     site, alerting = generate(rng, args.feeds, times, terms)
     settings = Settings(namespace=f"soak-{uuid.uuid4().hex[:8]}")
-    mode = "one process per stage" if args.per_stage else "rasd run"
+    mode = (
+        ("one process per stage" if instances == 1 else f"{instances} processes per parallel stage")
+        if args.per_stage
+        else "rasd run"
+    )
     sizes = [len(site.render(p, "http://127.0.0.1:65535")) for p in site.pages[:200]]
     print(
         f"namespace {settings.namespace}; {mode}; {args.feeds} feeds, {len(times)} articles "
@@ -804,7 +856,8 @@ def main() -> None:
         workers = Workers(env, logs)
         if args.per_stage:
             for stage in STAGES:
-                workers.start(f"{stage}-0")
+                for i in range(1 if stage in SINGLE else instances):
+                    workers.start(f"{stage}-{i}")
         else:
             log = (logs / "run.log").open("ab")
             workers.procs["run"] = subprocess.Popen(
@@ -916,6 +969,8 @@ def main() -> None:
             f"{last - first:.1f} s after the first feed listed them: {capacity:.2f} articles/s, "
             f"{capacity / bare:.3f} x the bare extraction loop"
         )
+    else:
+        capacity = rate_between(samples, "searchable")
     rows = summarize(samples, run.latencies, goals, bare)
     extra = run.latencies["feed listed -> alert"]
     print(
@@ -955,6 +1010,7 @@ def main() -> None:
     )
     for path in plot(out, samples, run, args.rate):
         print(f"wrote {path}")
+    return Result(capacity=capacity, bare=bare)
 
 
 if __name__ == "__main__":
