@@ -36,7 +36,16 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from pipeline.neardup import NearDupConfig, NearMatch, _epoch, _values, band_keys, lsh_bands
+from pipeline.neardup import (
+    NearDupConfig,
+    NearMatch,
+    _admit,
+    _admit_many,
+    _epoch,
+    _values,
+    band_keys,
+    lsh_bands,
+)
 
 if TYPE_CHECKING:
     from datasketch import MinHash
@@ -117,7 +126,8 @@ class DiskNearDuplicateIndex:
         return None if self._watermark is None else self._watermark - self._window
 
     def __len__(self) -> int:
-        """Articles held inside the window, on disk and buffered."""
+        """Articles held inside the window, on disk and buffered (a count per day
+        table: for tests and tools, not for every article)."""
         horizon = self._horizon()
         if horizon is None:
             return 0
@@ -183,11 +193,8 @@ class DiskNearDuplicateIndex:
     ) -> None:
         """Remember an article (buffered; written by the next :meth:`flush`)."""
         seen = _epoch(first_seen)
-        if self._watermark is None or seen > self._watermark:
-            self._watermark = seen
-        horizon = self._horizon()
-        assert horizon is not None
-        if seen < horizon:
+        self._watermark, inside = _admit(self._watermark, seen, self._window)
+        if not inside:
             return
         self._pending.append((article_id, cluster_id, _values(sig).copy(), seen))
         if len(self._pending) >= self.BUFFER:
@@ -205,12 +212,7 @@ class DiskNearDuplicateIndex:
         """Write many articles at once, in order (a fill, a state load), then flush."""
         self.flush()
         seen = np.asarray(first_seen, dtype=np.int64)
-        running = np.maximum.accumulate(seen)
-        if self._watermark is not None:
-            running = np.maximum(running, self._watermark)
-        keep = np.flatnonzero(seen >= running - self._window)
-        if len(running):
-            self._watermark = int(running[-1])
+        self._watermark, keep = _admit_many(self._watermark, seen, self._window)
         vals = np.ascontiguousarray(np.asarray(values, dtype=np.uint32)[keep])
         self._write(
             [article_ids[i] for i in keep.tolist()],

@@ -229,6 +229,26 @@ def _epoch(when: datetime) -> int:
     return int((when - _EPOCH) // _MICROSECOND)
 
 
+def _admit(watermark: int | None, seen: int, window: int) -> tuple[int, bool]:
+    """The watermark (newest first-seen time, epoch microseconds) after an article
+    first seen at ``seen``, and whether that article is inside the window of it."""
+    mark = seen if watermark is None or seen > watermark else watermark
+    return mark, seen >= mark - window
+
+
+def _admit_many(
+    watermark: int | None, seen: np.ndarray, window: int
+) -> tuple[int | None, np.ndarray]:
+    """:func:`_admit` for many articles in order: the last watermark, and the rows
+    inside the window, each against the watermark including itself."""
+    if len(seen) == 0:
+        return watermark, np.empty(0, dtype=np.int64)
+    running = np.maximum.accumulate(seen)
+    if watermark is not None:
+        running = np.maximum(running, watermark)
+    return int(running[-1]), np.flatnonzero(seen >= running - window)
+
+
 def _id_array(ids: list[str]) -> np.ndarray:
     """Article or cluster ids as fixed 32-byte strings (rasd's ids are 32 hex digits),
     else as Python objects."""
@@ -542,11 +562,8 @@ class NearDuplicateIndex:
         """
         values = _values(sig)
         seen = _epoch(first_seen)
-        if self._watermark is None or seen > self._watermark:
-            self._watermark = seen
-        horizon = self._horizon()
-        assert horizon is not None
-        if seen < horizon:
+        self._watermark, inside = _admit(self._watermark, seen, self._window)
+        if not inside:
             return  # already outside the window: it would never be returned
         n = len(self._buf_ids)
         self._buf_values[n] = values
@@ -574,12 +591,7 @@ class NearDuplicateIndex:
             n = len(self._buf_ids)
             take = min(self.BUFFER - n, total - start)
             seen = np.asarray(first_seen[start : start + take], dtype=np.int64)
-            # As add() would: each article against the watermark including itself.
-            running = np.maximum.accumulate(seen)
-            if self._watermark is not None:
-                running = np.maximum(running, self._watermark)
-            self._watermark = int(running[-1])
-            rows = np.flatnonzero(seen >= running - self._window)
+            self._watermark, rows = _admit_many(self._watermark, seen, self._window)
             k = len(rows)
             chunk = np.asarray(values[start : start + take], dtype=np.uint32)[rows]
             self._buf_values[n : n + k] = chunk
