@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -31,6 +31,17 @@ from pipeline.dedupe import DedupeEntry, InMemoryDedupeState, KeyKind
 from .kafka import Bootstrap, Producer, new_consumer, read_to_end
 
 log = logging.getLogger(__name__)
+
+
+class _Memory(Protocol):
+    """Where the entries are held: in the process, or on local disk
+    (:class:`connectors.dedupe_store.DiskDedupeKeys`)."""
+
+    def get(self, kind: KeyKind, key: str) -> DedupeEntry | None: ...
+
+    def put(
+        self, kind: KeyKind, key: str, entry: DedupeEntry, at: float | None = None
+    ) -> DedupeEntry: ...
 
 
 class KafkaDedupeState:
@@ -51,8 +62,11 @@ class KafkaDedupeState:
         self.topic = topic
         self.producer = producer
         self.max_entries = max_entries
-        self.memory = InMemoryDedupeState(max_entries)
+        self.memory: _Memory = InMemoryDedupeState(max_entries)
         self.on_entry = on_entry
+        #: Called after each entry read back (a store on disk writes what it has
+        #: buffered when that grows large).
+        self.after_apply: Callable[[], None] | None = None
         self.window = window
         self._since = 0  # record timestamps (ms) before this are outside the window
         self._consumer: KafkaConsumer | None = None
@@ -68,6 +82,10 @@ class KafkaDedupeState:
     def committed(self) -> None:
         """The batch is committed: what it sent is on the topic."""
         self._open.clear()
+
+    def in_batch(self) -> bool:
+        """Whether the current batch has sent entries the topic may not hold yet."""
+        return bool(self._open)
 
     def settled(self) -> bool:
         """Whether the topic holds everything in :attr:`memory` (no batch open or aborted)."""
@@ -172,9 +190,11 @@ class KafkaDedupeState:
         except (ValueError, TypeError) as exc:
             log.warning("dedupe state: skipping bad entry %r: %s", record.key, exc)
             return
-        stored = self.memory.put(kind, key, entry)
+        stored = self.memory.put(kind, key, entry, record.timestamp / 1000)
         if self.on_entry is not None and stored is entry:
             self.on_entry(kind, key, entry)
+        if self.after_apply is not None:
+            self.after_apply()
 
     def get(self, kind: KeyKind, key: str) -> DedupeEntry | None:
         return self.memory.get(kind, key)

@@ -29,7 +29,7 @@ Not thread-safe, one writer, like the in-process index.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -65,9 +65,18 @@ class DiskNearDuplicateIndex:
     BUFFER = 2048
 
     def __init__(
-        self, path: Path, config: NearDupConfig | None = None, *, cache_mb: int = 16
+        self,
+        path: Path,
+        config: NearDupConfig | None = None,
+        *,
+        cache_mb: int = 16,
+        autoflush: bool = True,
     ) -> None:
+        """``autoflush``: :meth:`add` flushes by itself once :attr:`BUFFER` articles
+        wait (``False``: only :meth:`flush` writes, for a caller whose buffer holds
+        decisions that may still be taken back)."""
         self.config = config or NearDupConfig()
+        self.autoflush = autoflush
         self.bands, self.rows = lsh_bands(self.config)
         self.path = path
         self._window = int(self.config.window // _MICROSECOND)
@@ -97,7 +106,14 @@ class DiskNearDuplicateIndex:
                 "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'articles_%'"
             )
         )
+        self._counts = {day: int(self.meta(f"count_{day}") or 0) for day in self._days}
         self._pending: list[tuple[str, str, np.ndarray, int]] = []
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for a caller that keeps more in the same file
+        (:meth:`flush`'s ``also``)."""
+        return self._db
 
     def cache(self, mb: int) -> None:
         """Set SQLite's page cache to ``mb`` (a bulk fill runs far faster with a large
@@ -139,6 +155,15 @@ class DiskNearDuplicateIndex:
                 ).fetchone()
                 held += int(n)
         return held
+
+    def held(self) -> int:
+        """About how many articles the window holds: those of the days it reaches,
+        and the buffered ones (cheap; for a gauge)."""
+        horizon = self._horizon()
+        if horizon is None:
+            return len(self._pending)
+        on_disk = sum(n for day, n in self._counts.items() if (day + 1) * _DAY > horizon)
+        return on_disk + len(self._pending)
 
     def query(self, sig: MinHash | np.ndarray, exclude: str | None = None) -> NearMatch | None:
         """The most similar article at or above the threshold, if any: the most
@@ -197,7 +222,7 @@ class DiskNearDuplicateIndex:
         if not inside:
             return
         self._pending.append((article_id, cluster_id, _values(sig).copy(), seen))
-        if len(self._pending) >= self.BUFFER:
+        if self.autoflush and len(self._pending) >= self.BUFFER:
             self.flush()
 
     def add_many(
@@ -222,10 +247,25 @@ class DiskNearDuplicateIndex:
             meta or {},
         )
 
-    def flush(self, meta: Mapping[str, str] | None = None) -> None:
-        """Write the buffered articles and ``meta`` in one SQLite transaction."""
-        pending, self._pending = self._pending, []
-        if not pending and not meta:
+    def buffered(self) -> int:
+        """Articles waiting for the next :meth:`flush`."""
+        return len(self._pending)
+
+    def discard(self) -> int:
+        """Forget the buffered articles (decisions taken back); how many there were."""
+        n, self._pending = len(self._pending), []
+        return n
+
+    def flush(
+        self,
+        meta: Mapping[str, str] | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Write the buffered articles and ``meta`` in one SQLite transaction, with
+        what ``also`` writes on the same connection. On an error nothing is
+        written and the buffer is kept."""
+        pending = self._pending
+        if not pending and not meta and also is None:
             return
         self._write(
             [p[0] for p in pending],
@@ -235,7 +275,9 @@ class DiskNearDuplicateIndex:
             else np.empty((0, self.config.num_perm), np.uint32),
             np.array([p[3] for p in pending], dtype=np.int64),
             meta or {},
+            also,
         )
+        self._pending = self._pending[len(pending) :]
 
     def _write(
         self,
@@ -244,12 +286,14 @@ class DiskNearDuplicateIndex:
         values: np.ndarray,
         seen: np.ndarray,
         meta: Mapping[str, str],
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         n = len(ids)
         rows = np.arange(self._next_row, self._next_row + n, dtype=np.int64)
         keys = band_keys(values, self.bands, self.rows) if n else np.empty((0, self.bands))
         days = seen // _DAY
         db = self._db
+        counts = dict(self._counts)
         db.execute("BEGIN IMMEDIATE")
         try:
             for day in np.unique(days).tolist():
@@ -268,8 +312,12 @@ class DiskNearDuplicateIndex:
                 # In key order: appends to the clustered B-tree's pages, not scattered writes.
                 pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
                 db.executemany(f"INSERT OR IGNORE INTO bands_{day} VALUES (?, ?)", pairs.tolist())
-            self._next_row += n
-            changes = {"next_row": str(self._next_row), **meta}
+                counts[day] = counts.get(day, 0) + len(at)
+            changes = {
+                "next_row": str(self._next_row + n),
+                **{f"count_{day}": str(counts[day]) for day in np.unique(days).tolist()},
+                **meta,
+            }
             if self._watermark is not None:
                 changes["watermark"] = str(self._watermark)
             db.executemany(
@@ -277,10 +325,13 @@ class DiskNearDuplicateIndex:
                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 changes.items(),
             )
-            self._expire(db)
+            if also is not None:
+                also(db)
+            self._expire(db, counts)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             self._days = sorted(
                 int(name.removeprefix("articles_"))
                 for (name,) in db.execute(
@@ -288,6 +339,8 @@ class DiskNearDuplicateIndex:
                 )
             )
             raise
+        self._next_row += n
+        self._counts = counts
 
     def _day_tables(self, day: int) -> None:
         if day in self._days:
@@ -302,7 +355,7 @@ class DiskNearDuplicateIndex:
         )
         self._days = sorted({*self._days, day})
 
-    def _expire(self, db: sqlite3.Connection) -> None:
+    def _expire(self, db: sqlite3.Connection, counts: dict[int, int]) -> None:
         """Drop every day that lies wholly before the window."""
         horizon = self._horizon()
         if horizon is None:
@@ -310,7 +363,9 @@ class DiskNearDuplicateIndex:
         for day in [d for d in self._days if (d + 1) * _DAY <= horizon]:
             db.execute(f"DROP TABLE articles_{day}")
             db.execute(f"DROP TABLE bands_{day}")
+            db.execute("DELETE FROM meta WHERE name = ?", (f"count_{day}",))
             self._days.remove(day)
+            counts.pop(day, None)
 
     def file_bytes(self) -> int:
         """The file's size on disk, with its write-ahead log."""

@@ -29,7 +29,7 @@ from pipeline.models import (
 )
 from pipeline.neardup import (
     NearDupConfig,
-    NearDuplicateIndex,
+    NearMatch,
     decode_signature,
     decode_values,
     encode_signature,
@@ -38,6 +38,7 @@ from pipeline.neardup import (
 from pipeline.urls import article_id
 
 if TYPE_CHECKING:
+    import numpy as np
     from datasketch import MinHash
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Deduper",
     "InMemoryDedupeState",
     "KeyKind",
+    "NearIndex",
     "TextKeys",
     "sign",
     "text_keys",
@@ -83,6 +85,20 @@ class DedupeEntry:
     signature: str | None = None
 
 
+class NearIndex(Protocol):
+    """The near-duplicate search the deduper asks: :class:`pipeline.neardup.NearDuplicateIndex`,
+    or the same answers from a file (:class:`connectors.neardup_store.DiskNearDuplicateIndex`)."""
+
+    @property
+    def config(self) -> NearDupConfig: ...
+
+    def query(self, sig: MinHash | np.ndarray, exclude: str | None = None) -> NearMatch | None: ...
+
+    def add(
+        self, article_id: str, cluster_id: str, sig: MinHash | np.ndarray, first_seen: datetime
+    ) -> None: ...
+
+
 class DedupeState(Protocol):
     """The dedupe stage's storage port.
 
@@ -110,7 +126,11 @@ class InMemoryDedupeState:
             self._data.move_to_end((kind, key))
         return entry
 
-    def put(self, kind: KeyKind, key: str, entry: DedupeEntry) -> DedupeEntry:
+    def put(
+        self, kind: KeyKind, key: str, entry: DedupeEntry, at: float | None = None
+    ) -> DedupeEntry:
+        """Put-if-absent (``at``, when the entry was written, is not used here: the
+        least recently used entries go first)."""
         existing = self.get(kind, key)
         if existing is not None:
             return existing
@@ -198,7 +218,7 @@ class Deduper:
     decision before it, so it runs as a single writer.
     """
 
-    def __init__(self, state: DedupeState, near: NearDuplicateIndex | None = None) -> None:
+    def __init__(self, state: DedupeState, near: NearIndex | None = None) -> None:
         self.state = state
         self.near = near
 

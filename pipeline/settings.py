@@ -328,9 +328,16 @@ class Settings(BaseSettings):
     dedupe_window_days: float = Field(
         7.0, gt=0, description="Days an article stays a candidate for near-duplicate matching."
     )
+    dedupe_store: Literal["memory", "disk"] = Field(
+        "memory",
+        description=(
+            "Where the cluster worker keeps its dedupe window: memory (about 1.1 KB an "
+            "article, with snapshots) or disk (a SQLite file; memory stays flat)."
+        ),
+    )
     dedupe_snapshot_dir: Path | None = Field(
         None,
-        description="The cluster worker's dedupe snapshots; default <state dir>/dedupe.",
+        description="The cluster worker's dedupe snapshots or store; default <state dir>/dedupe.",
     )
     dedupe_snapshot_seconds: float = Field(
         300.0,

@@ -22,6 +22,7 @@ from typing import Any
 
 from connectors.dedupe_snapshot import remove as remove_snapshot
 from connectors.dedupe_snapshot import snapshot_dir
+from connectors.dedupe_store import DiskDedupeStore, store_path
 from connectors.elastic import ElasticStore
 from connectors.feed_shards import (
     KafkaFeedStateStore,
@@ -56,6 +57,7 @@ def reset_namespace(settings: Settings) -> list[str]:
     deleted = delete_namespace(settings.kafka, topics, groups)
     # A snapshot of the deleted state topic would be ahead of the new one.
     remove_snapshot(snapshot_dir(settings), topics.dedupe_state)
+    DiskDedupeStore.remove(store_path(snapshot_dir(settings), topics.dedupe_state))
     store = ElasticStore.from_settings(settings)
     try:
         return deleted + store.delete_all()

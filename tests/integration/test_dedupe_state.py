@@ -24,6 +24,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.dedupe_snapshot import SnapshotSink, _Capture, offsets_of, save, snapshot_path
 from connectors.dedupe_state import KafkaDedupeState
+from connectors.dedupe_store import store_path
 from connectors.kafka import (
     Bootstrap,
     Producer,
@@ -335,3 +336,145 @@ def test_a_batch_aborted_after_its_decisions_is_decided_again_from_the_topic(
     )
     assert _verdicts(restarted, first + batch) == decided_first + decided
     assert "reading the dedupe state again" in caplog.text
+
+
+# --- the window on disk (RASD_DEDUPE_STORE=disk) ---------------------------------
+
+
+def _crash(parts: StageParts) -> None:
+    """Stop a cluster worker as a crash would: its store's file is left as it is
+    (nothing buffered is written), and freed for the next worker."""
+    (sink,) = parts.sinks
+    window = sink.window  # type: ignore[attr-defined]
+    window.store.close()
+    window.store = None
+
+
+def _keys_on_disk(path: Path, ids: list[str]) -> int:
+    """How many of ``ids`` have an entry of their own in the store's file (read
+    beside the worker, as SQLite lets a second reader)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        listed = db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'keys_%'")
+        tables = [name for (name,) in listed]
+        found = 0
+        for article_id in ids:
+            for table in tables:
+                found += db.execute(
+                    f"SELECT count(*) FROM {table} WHERE kind = 'url' AND key = ?", (article_id,)
+                ).fetchone()[0]
+        return int(found)
+    finally:
+        db.close()
+
+
+def test_with_the_window_on_disk_a_restart_reads_only_the_tail_and_decides_as_a_full_replay(
+    kafka_bootstrap: Bootstrap,
+    topics: Topics,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
+    settings = Settings(
+        namespace=topics.namespace, dedupe_store="disk", dedupe_snapshot_dir=tmp_path / "store"
+    )
+    path = store_path(tmp_path / "store", topics.dedupe_state)
+    now = datetime.now(UTC)
+    bodies = _bodies(200, seed=21)
+    caplog.set_level(logging.INFO)
+
+    # Three committed batches; the file is written after each commit, complete up to
+    # the entries the worker had read back before it.
+    producer = Producer(kafka_bootstrap, client_id="test-store")
+    first = cluster.build(StageContext(settings), producer)
+    assert _restored(caplog) == 0
+    assert first.on_commit is not None
+    decided = []
+    for start, end in ((0, 100), (100, 150), (150, 170)):
+        decided += _verdicts(first, _records(bodies[start:end], start, now))
+        producer.flush()
+        first.on_commit()
+    producer.close()
+    _crash(first)
+    ids = [article(f"https://example.org/snap/{i}").id for i in range(170)]
+    assert _keys_on_disk(path, ids) == 170
+
+    probe_records = _records(bodies[100:140], 100, now) + _records(bodies[170:200], 170, now)
+
+    def restart(s: Settings) -> tuple[int, list[tuple[str, Any, Any]], StageParts]:
+        parts = cluster.build(StageContext(s), _Unsent())  # type: ignore[arg-type]
+        return _restored(caplog), _verdicts(parts, probe_records), parts
+
+    tail, from_disk, parts = restart(settings)
+    _crash(parts)
+    full, replayed, _ = restart(
+        settings.model_copy(update={"dedupe_store": "memory", "dedupe_snapshot_seconds": 0})
+    )
+    assert 0 < tail < full / 2  # only what the last batch wrote (and read back) after it
+    assert from_disk == replayed
+    assert [k for _, k, _ in replayed].count("near") > 5
+    assert replayed[:40] == decided[100:140]  # re-deliveries keep their first verdicts
+
+    # A file ahead of the topic (the topic deleted and made again) is not used.
+    delete_namespace(kafka_bootstrap, topics, [])
+    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
+    parts = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
+    assert "is ahead of" in caplog.text
+    assert _restored(caplog) == 0
+    anew = _verdicts(parts, probe_records)
+    _crash(parts)
+    _, empty, _ = restart(
+        settings.model_copy(update={"dedupe_store": "memory", "dedupe_snapshot_seconds": 0})
+    )
+    assert anew == empty != replayed  # decided as by a worker that knows nothing
+
+    # A damaged file is not used either: a new one is made from the topic.
+    path.write_bytes(b"not a database" * 100)
+    parts = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
+    assert "is unusable" in caplog.text
+    parts.sinks[0].close()
+
+
+def test_with_the_window_on_disk_an_aborted_batch_never_reaches_the_file(
+    kafka_bootstrap: Bootstrap,
+    topics: Topics,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
+    settings = Settings(
+        namespace=topics.namespace, dedupe_store="disk", dedupe_snapshot_dir=tmp_path / "store"
+    )
+    path = store_path(tmp_path / "store", topics.dedupe_state)
+    now = datetime.now(UTC)
+    bodies = _bodies(60, seed=33)
+    first, batch = _records(bodies[:30], 0, now), _records(bodies[30:], 30, now)
+    batch_ids = [article(f"https://example.org/snap/{i}").id for i in range(30, 60)]
+    producer = Producer(kafka_bootstrap, transactional_id=f"{topics.namespace}.cluster.test")
+    parts = cluster.build(StageContext(settings), producer)
+    assert parts.on_abort is not None and parts.on_commit is not None
+    decided_first = _verdicts(parts, first)
+    producer.commit({}, f"{topics.namespace}.cluster")
+    parts.on_commit()
+
+    decided = _verdicts(parts, batch)
+    producer.abort()
+    parts.on_abort()
+    parts.on_commit()  # even a stray commit call writes nothing the topic lacks
+    assert _keys_on_disk(path, batch_ids) == 0
+    caplog.set_level(logging.INFO)
+    redone = _verdicts(parts, batch)
+    assert "reading the dedupe state again" in caplog.text
+    assert redone == decided
+    assert _keys_on_disk(path, batch_ids) == 0  # decided, not committed yet
+    producer.commit({}, f"{topics.namespace}.cluster")
+    parts.on_commit()
+    producer.close()
+    assert _keys_on_disk(path, batch_ids) == 30
+    parts.sinks[0].close()  # a clean stop
+
+    restarted = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
+    assert _verdicts(restarted, first + batch) == decided_first + decided
+    _crash(restarted)
