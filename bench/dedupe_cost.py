@@ -43,6 +43,7 @@ holds about 12 KB per article, so give it a smaller fill. Run::
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import gc
 import json
@@ -55,6 +56,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,8 +66,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from connectors.dedupe_store import DiskDedupeStore  # noqa: E402
 from connectors.neardup_store import DiskNearDuplicateIndex  # noqa: E402
-from pipeline.dedupe import DedupeEntry  # noqa: E402
+from pipeline.dedupe import DedupeEntry, KeyKind  # noqa: E402
 from pipeline.neardup import (  # noqa: E402  (the repository root is put on sys.path first)
     DatasketchIndex,
     NearDupConfig,
@@ -106,6 +109,52 @@ def synthetic_values(n: int, num_perm: int, rng: np.random.Generator) -> np.ndar
     m = rng.integers(150, 600, size=(n, 1)).astype(np.float64)
     u = rng.random((n, num_perm))
     return np.floor((1.0 - u ** (1.0 / m)) * 2.0**32).astype(np.uint32)
+
+
+def seed_store(
+    store: DiskDedupeStore,
+    articles: int,
+    now: datetime,
+    *,
+    seed: int = 6,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Fill a cluster worker's store with ``articles`` synthetic ones spread evenly
+    over its window up to ``now``: each in the near-duplicate index, with its exact
+    keys (its own id, with the signature, and a body hash), written a day at a time
+    (each day's band keys in key order, so a table is appended to, not split)."""
+    config = store.near.config
+    rng = np.random.default_rng(seed)
+    window = config.window
+    step = window / max(articles, 1)
+    first = now - window + step
+    per_day = max(1, round(articles * timedelta(days=1) / window))
+    for start in range(0, articles, per_day):
+        n = min(per_day, articles - start)
+        values = synthetic_values(n, config.num_perm, rng)
+        ids = [f"{i:032x}" for i in range(start, start + n)]
+        begin = first + step * start
+        micros0 = (begin - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        micros = micros0 + (np.arange(n) * (step / timedelta(microseconds=1))).astype(np.int64)
+        store.near.add_many(ids, ids, values, micros)
+        encoded = [base64.b64encode(v.astype("<u4").tobytes()).decode() for v in values]
+        bodies = rng.integers(0, 2**63, n)
+        items: list[tuple[KeyKind, str, DedupeEntry]] = []
+        for j in range(n):
+            seen = begin + step * j
+            entry = DedupeEntry(
+                ids[j],
+                ids[j],
+                first_seen=seen.isoformat(),
+                index_name=f"rasd-articles-{seen:%Y.%m}",
+                signature=encoded[j],
+            )
+            items.append(("url", ids[j], entry))
+            items.append(("body", f"{bodies[j]:016x}", DedupeEntry(ids[j], ids[j])))
+        store.keys.put_many(items, at=(begin + step * (n // 2)).timestamp())
+        store.flush()
+        if progress is not None:
+            progress(f"seeded {start + n:,} of {articles:,} articles")
 
 
 def rss_bytes() -> int:
@@ -337,6 +386,80 @@ def print_report(r: dict[str, Any], config: NearDupConfig) -> None:
         )
 
 
+def verdicts_in_new_process(path: Path, bodies: list[str]) -> tuple[list[float], int, int, int]:
+    """Each body's dedupe verdict (:meth:`pipeline.dedupe.Deduper.check`, the cluster
+    worker's call) against the store at ``path``, opened here with the worker's page
+    cache: milliseconds per verdict, duplicates found, RSS before the open and after."""
+    from pipeline.dedupe import Deduper, sign
+    from pipeline.models import Article
+    from pipeline.urls import article_id, canonicalize_url
+
+    config = NearDupConfig()
+    now = datetime.now(UTC)
+    signed = []
+    for j, body in enumerate(bodies):
+        url = canonicalize_url(f"https://example.org/timed/{j}")
+        page = Article(
+            id=article_id(url),
+            url=url,
+            canonical_url=url,
+            feed_url="https://example.org/feed",
+            outlet="example",
+            feed_name="example",
+            country="sy",
+            language="ar",
+            title=f"t{j}",
+            first_seen=now,
+            index_name=f"rasd-articles-{now:%Y.%m}",
+            body=body,
+            fetched_at=now,
+            http_status=200,
+        )
+        signed.append(sign(page, config))
+    before = rss_bytes()
+    store = DiskDedupeStore(path, config)
+    deduper = Deduper(store.keys, store.near)
+    ms, duplicates = [], 0
+    for j, s in enumerate(signed):
+        t0 = time.perf_counter()
+        verdict = deduper.check(s, deduper.keys_of(s))
+        ms.append((time.perf_counter() - t0) * 1000)
+        duplicates += verdict.is_duplicate
+        if j % 100 == 99:
+            store.flush()  # as the worker writes after each committed batch
+    store.close()  # unflushed: the seeded file stays as it was but for these flushes
+    return ms, duplicates, before, rss_bytes()
+
+
+def seed_and_time(path: Path, articles: int, bodies: list[str]) -> None:
+    """``--seed-store``: a full window on disk, and the verdicts' cost against it."""
+    DiskDedupeStore.remove(path)
+    store = DiskDedupeStore(path, NearDupConfig(), cache_mb=FILL_CACHE_MB)
+    began = time.perf_counter()
+    seed_store(
+        store, articles, datetime.now(UTC), progress=lambda m: print(f"  {m}", file=sys.stderr)
+    )
+    seconds = time.perf_counter() - began
+    held = store.near.held()
+    store.close()
+    size = sum(
+        p.stat().st_size for p in path.parent.glob(path.name + "*") if not p.name.endswith(".lock")
+    )
+    print(
+        f"seeded {path}: {held:,} articles in the window in {seconds:.0f} s, "
+        f"{size / 2**30:.1f} GiB ({size / max(held, 1):.0f} bytes per article, exact keys included)"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        ms, duplicates, before, after = pool.apply(verdicts_in_new_process, (path, bodies))
+    print(
+        f"verdicts of {len(ms)} real articles against it, in a new process (32 MB SQLite cache): "
+        f"median {statistics.median(ms):.2f} ms, p95 {quantile(ms, 95):.2f} ms, "
+        f"max {max(ms):.1f} ms; {duplicates} duplicates among them; RSS {before / 2**20:.0f} MiB "
+        f"before the open, {after / 2**20:.0f} MiB after"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fill", type=int, default=1_000_000, help="articles in the index first")
@@ -353,7 +476,19 @@ def main() -> None:
         help="also run, in the same process, both indexes at this (smaller) fill, for the ratios",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--seed-store",
+        type=Path,
+        metavar="FILE",
+        help="instead: seed a cluster worker's store (RASD_DEDUPE_STORE=disk) at FILE with --fill "
+        "synthetic articles over a 7-day window, then time --measure real articles' verdicts "
+        "against it in a new process (bench/soak.py --window-file starts from such a file)",
+    )
     args = parser.parse_args()
+    if args.seed_store is not None:
+        rng = random.Random(6)
+        seed_and_time(args.seed_store, args.fill, make_articles(sentence_pool(), args.measure, rng))
+        return
 
     config = NearDupConfig(window=timedelta(days=3650))  # nothing expires during the bench
     rng = random.Random(6)

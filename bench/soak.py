@@ -42,6 +42,11 @@ Needs ``rasd stack up``. Usage::
     python bench/soak.py [--rate 12] [--minutes 30] [--feeds 300] [--per-stage]
     python bench/soak.py --capacity 2000
     python bench/soak.py --capacity 2000 --scale-out
+    python bench/soak.py --per-stage --dedupe-store disk --window-file seeded.sqlite
+
+``--dedupe-store disk --window-file F`` runs the cluster worker with its window in
+SQLite, started from ``F``: a store seeded with a full window of synthetic
+articles (``bench/dedupe_cost.py --seed-store F --fill 7000000``).
 """
 
 from __future__ import annotations
@@ -740,6 +745,94 @@ def plot(out: Path, samples: list[Sample], run: Run, target: float) -> list[Path
 # --- the run ---------------------------------------------------------------------------
 
 
+class ClusterRestart:
+    """``--kill-cluster-at``: the cluster worker killed (SIGKILL) and started again at
+    once, ``at`` seconds into the timed part, and how long until it is back in
+    service: until its group's lag, which grows while it is down, is back to at
+    most what it was before the kill (plus ten articles)."""
+
+    def __init__(
+        self, workers: Workers, procs: dict[str, Any], lag: Any, group: str, at: float
+    ) -> None:
+        self.workers, self.procs, self.lag, self.group, self.at = workers, procs, lag, group, at
+        self.before: list[int] = []
+        self.thread: threading.Thread | None = None
+        self.seconds: float | None = None
+        self.peak = 0
+
+    def sample(self, elapsed: float, lag: dict[str, int]) -> None:
+        """Called with each sample: the lag before the kill, and the kill when due."""
+        if self.thread is not None:
+            return
+        if elapsed < self.at:
+            self.before.append(lag.get(self.group, 0))
+            return
+        self.thread = threading.Thread(target=self._run, name="cluster-restart", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        baseline = max(self.before[-6:], default=0) + 10
+        began = time.monotonic()
+        self.workers.kill("cluster-0")
+        self.workers.restart("cluster-0")
+        with contextlib.suppress(psutil.Error):
+            self.procs["cluster-0"] = psutil.Process(self.workers.procs["cluster-0"].pid)
+        while time.monotonic() - began < 300:
+            time.sleep(0.5)
+            try:
+                now = self.lag().get(self.group, 0)
+            except Exception:
+                continue
+            self.peak = max(self.peak, now)
+            if self.peak > baseline + 10 and now <= baseline:
+                self.seconds = time.monotonic() - began
+                return
+
+    def report(self) -> str:
+        if self.thread is None:
+            return f"cluster restart: not done (the run ended before {self.at:.0f} s)"
+        self.thread.join(310)
+        back = (
+            f"back in service after {self.seconds:.1f} s"
+            if self.seconds is not None
+            else "not back in service within 300 s"
+        )
+        return (
+            f"cluster restart: killed (SIGKILL) and started again {self.at:.0f} s into the run; "
+            f"{back} (its lag peaked at {self.peak}, back to at most "
+            f"{max(self.before[-6:], default=0) + 10})"
+        )
+
+
+def seed_window(window_file: Path | None, store_dir: Path, topic: str) -> Path | None:
+    """Move a seeded dedupe store into the cluster worker's place (``topic``'s store
+    under ``store_dir``), as complete up to the start of the new state topic; the
+    path it is at, to be moved back after the run."""
+    if window_file is None:
+        return None
+    import sqlite3
+
+    from connectors.dedupe_store import store_path
+
+    place = store_path(store_dir, topic)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm"):
+        if window_file.with_name(window_file.name + suffix).exists():
+            raise SystemExit(f"{window_file} has a {suffix} file: it was not closed")
+    window_file.replace(place)
+    db = sqlite3.connect(place)
+    with db:
+        db.execute(
+            "INSERT INTO meta VALUES ('offsets', '{\"0\": 0}') "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+        )
+    db.close()
+    print(f"dedupe window: {window_file} ({place.stat().st_size / 2**30:.1f} GiB)", flush=True)
+    return place
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=12.0, help="articles/s on average")
@@ -767,7 +860,32 @@ def main() -> None:
     parser.add_argument("--bare-seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--out", type=Path, help="directory of the plots (default: a temp dir)")
+    parser.add_argument(
+        "--kill-cluster-at",
+        type=float,
+        metavar="SECONDS",
+        help="with --per-stage: kill the cluster worker this far into the run, start it again "
+        "at once, and time its return to service",
+    )
+    parser.add_argument(
+        "--dedupe-store",
+        choices=("memory", "disk"),
+        default="memory",
+        help="the cluster worker's RASD_DEDUPE_STORE",
+    )
+    parser.add_argument(
+        "--window-file",
+        type=Path,
+        help="with --dedupe-store disk: a seeded store (bench/dedupe_cost.py --seed-store) "
+        "that the cluster worker starts from, moved into place for the run and back after it",
+    )
     args = parser.parse_args()
+    if args.kill_cluster_at is not None and not args.per_stage:
+        parser.error("--kill-cluster-at needs --per-stage (a worker of its own)")
+    if args.window_file is not None and (
+        args.dedupe_store != "disk" or not args.window_file.is_file()
+    ):
+        parser.error("--window-file needs --dedupe-store disk and an existing file")
     if not 1 <= args.feeds <= 5000 or not 1 <= args.rules <= 20000:
         parser.error("bounded load: --feeds 1..5000, --rules 1..20000")
     if not 1 <= args.instances <= 8:
@@ -846,11 +964,15 @@ def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
             flush=True,
         )
         env = worker_env(settings.namespace, feeds_file, rules_file)
+        store_dir = work / "dedupe"
+        env["RASD_DEDUPE_STORE"] = args.dedupe_store
+        env["RASD_DEDUPE_SNAPSHOT_DIR"] = str(store_dir)
         prepared = Settings(
             namespace=settings.namespace, feeds_file=feeds_file, rules_file=rules_file
         )
         runtime = Runtime(prepared)
         runtime.prepare()
+        seeded = seed_window(args.window_file, store_dir, runtime.topics.dedupe_state)
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
         workers = Workers(env, logs)
@@ -888,6 +1010,18 @@ def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
                 + ", ".join(f"{name} (pid {p.pid})" for name, p in procs.items()),
                 flush=True,
             )
+            prefix = f"{settings.namespace}."
+            restart = (
+                ClusterRestart(
+                    workers,
+                    procs,
+                    lambda: {g.removeprefix(prefix): n for g, n in runtime.lag().items()},
+                    "cluster",
+                    args.kill_cluster_at,
+                )
+                if args.kill_cluster_at is not None
+                else None
+            )
             stop_at = start + (0 if args.capacity else seconds)
             drain_until = stop_at + args.drain
             bench_cpu = time.process_time()
@@ -915,6 +1049,8 @@ def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
                     cpu=cpu,
                     index_ms=index_time_ms(es, settings.namespace),
                 )
+                if restart is not None:
+                    restart.sample(elapsed, sample.lag)
                 in_window = now <= stop_at + args.every / 2
                 if in_window or args.capacity:
                     samples.append(sample)
@@ -950,6 +1086,8 @@ def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
             runtime.shutdown([])
             with contextlib.suppress(Exception):
                 reset_namespace(prepared)
+            if seeded is not None:
+                seeded.replace(args.window_file)
         hook.down()
     es.close()
 
@@ -992,6 +1130,8 @@ def soak(args: argparse.Namespace, out: Path, instances: int) -> Result:
         f"this bench process (site, watchers) "
         f"used {bench_cores:.2f} cores"
     )
+    if restart is not None:
+        print(restart.report())
     repeats = {n: sorted(r) for n, r in alerts.raised.items() if len(r) > 1}
     if repeats:
         print(f"{len(repeats)} articles with more than one alert (rule, cluster, article):")

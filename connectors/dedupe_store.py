@@ -112,6 +112,13 @@ class DiskDedupeKeys:
         self._pending[(kind, key)] = (entry, int(when // _DAY_S))
         return entry
 
+    def put_many(self, items: list[tuple[KeyKind, str, DedupeEntry]], at: float) -> None:
+        """Buffer entries of keys known to be new (a bulk load: no lookups); a key
+        already in the file keeps its entry when they are written."""
+        day = int(at // _DAY_S)
+        for kind, key, entry in items:
+            self._pending.setdefault((kind, key), (entry, day))
+
     def pending(self) -> int:
         return len(self._pending)
 

@@ -29,7 +29,7 @@ Not thread-safe, one writer, like the in-process index.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -56,6 +56,13 @@ _DAY: Final = 86_400_000_000  # microseconds
 _MICROSECOND: Final = timedelta(microseconds=1)
 #: The layout's version: a file of another layout is refused, never half read.
 LAYOUT: Final = "1"
+
+
+def _rows(pairs: np.ndarray, chunk: int = 100_000) -> Iterator[list[int]]:
+    """The rows of ``pairs`` as lists, converted a chunk at a time (a bulk load of
+    millions of rows is not one list of lists)."""
+    for start in range(0, len(pairs), chunk):
+        yield from pairs[start : start + chunk].tolist()
 
 
 class DiskNearDuplicateIndex:
@@ -311,7 +318,7 @@ class DiskNearDuplicateIndex:
                 pairs[:, 1] = np.repeat(rows[at], self.bands)
                 # In key order: appends to the clustered B-tree's pages, not scattered writes.
                 pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-                db.executemany(f"INSERT OR IGNORE INTO bands_{day} VALUES (?, ?)", pairs.tolist())
+                db.executemany(f"INSERT OR IGNORE INTO bands_{day} VALUES (?, ?)", _rows(pairs))
                 counts[day] = counts.get(day, 0) + len(at)
             changes = {
                 "next_row": str(self._next_row + n),

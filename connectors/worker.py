@@ -252,10 +252,14 @@ class StageWorker:
         on_abort: Callable[[], None] | None = None,
         on_commit: Callable[[], None] | None = None,
         max_poll_interval_ms: int = 600_000,
+        session_timeout_ms: int | None = None,
     ) -> None:
         """``on_abort`` is called when a batch's transaction is aborted, before the
         batch is redone (a stage that keeps state in memory re-sends it);
-        ``on_commit`` once a batch's outputs and offsets are committed."""
+        ``on_commit`` once a batch's outputs and offsets are committed.
+        ``session_timeout_ms``: how long the group waits for a worker that stopped
+        heartbeating (killed, its host lost) before its partitions go to another
+        (default: the client's, 45 s)."""
         self.stage = stage
         self.bootstrap = bootstrap
         self.group = group
@@ -270,6 +274,7 @@ class StageWorker:
         self.on_abort = on_abort
         self.on_commit = on_commit
         self.max_poll_interval_ms = max_poll_interval_ms
+        self.session_timeout_ms = session_timeout_ms
         #: Set while this worker is a member of its group (with partitions, or as a
         #: standby with none); cleared when a rebalance takes them away.
         self.ready = threading.Event()
@@ -297,6 +302,14 @@ class StageWorker:
                 max_poll_records=self.max_records,
                 # trafilatura on a large page can take seconds; a batch may take minutes.
                 max_poll_interval_ms=self.max_poll_interval_ms,
+                **(
+                    {}
+                    if self.session_timeout_ms is None
+                    else {
+                        "session_timeout_ms": self.session_timeout_ms,
+                        "heartbeat_interval_ms": max(1000, self.session_timeout_ms // 5),
+                    }
+                ),
             )
             consumer.subscribe([self.source], listener=_Membership(self))
             self._consumer = consumer

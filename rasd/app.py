@@ -228,6 +228,7 @@ class Runtime:
             sinks=parts.sinks,
             on_abort=parts.on_abort,
             on_commit=parts.on_commit,
+            session_timeout_ms=stage.session_timeout_ms,
         )
         self.loops.append(worker)
         return worker

@@ -113,6 +113,9 @@ class Stage:
     about: str = ""
     #: Outcomes it counts that /metrics shows at 0 from the start (``dlq`` always).
     outcomes: tuple[str, ...] = ()
+    #: How long its group waits for a worker that stopped heartbeating (None: the
+    #: client's default, 45 s).
+    session_timeout_ms: int | None = None
 
     def group_id(self, topics: Topics) -> str:
         return topics.group(self.group or self.name)

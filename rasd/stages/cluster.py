@@ -295,4 +295,8 @@ STAGE = Stage(
     build=build,
     about="decide each article's dedupe verdict and story cluster (a single writer)",
     outcomes=("ok", "duplicate"),
+    # The single writer: when it dies, the partition waits for the group to notice,
+    # and every verdict waits with it (10 s instead of the client's 45; its batches
+    # are light, and the client heartbeats from a thread of its own).
+    session_timeout_ms=10_000,
 )
