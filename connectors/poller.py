@@ -335,8 +335,12 @@ class FeedPoller:
         any moment has published the items and remembered them, or neither (a
         restart then publishes them once). Without, the items are acknowledged
         first and the state is written after them (a kill in between repeats them).
+        A poll that found nothing new writes its state alone, outside any
+        transaction (most polls: a transaction each would be three round trips
+        to the broker, one poll at a time); if that write is lost in a crash,
+        the feed is polled a little early, and nothing is published twice.
         """
-        if not self.producer.transactional:
+        if not self.producer.transactional or not new:
             for item in new:
                 self.producer.send(self.items_topic, item.id, item.to_json())
             self.producer.flush()

@@ -420,3 +420,54 @@ def test_scheduler_polls_each_feed_and_rearms(rig: Rig) -> None:
         scheduler.stop()
     assert len(rig.server.hits("/a")) == 1 and len(rig.server.hits("/b")) == 1
     assert rig.store.get(rig.server.url("/b")).last_error is not None
+
+
+class TransactionalSink(FakeSink):
+    """A transactional producer's calls, counted."""
+
+    transactional = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+
+    def commit_sends(self) -> None:
+        self.commits += 1
+
+    def abort(self) -> None:
+        raise AssertionError("nothing here aborts")
+
+
+class CountingStore(FeedStateStore):
+    """A state store written in the poll's transaction (as the Kafka one is), or alone."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.alone = 0
+        self.in_transaction = 0
+
+    def put(self, state: Any) -> None:
+        self.alone += 1
+        super().put(state)
+
+    def put_with(self, state: Any, producer: Any) -> bool:
+        self.in_transaction += 1
+        return True
+
+
+def test_a_poll_with_nothing_new_writes_its_state_without_a_transaction(rig: Rig) -> None:
+    sink, store = TransactionalSink(), CountingStore()
+    rig.sink, rig.store = sink, store
+    rig.poller = rig.make()
+    items = arabic_items(3)
+    rig.server.routes["/f"] = static(rss(items).encode())
+    assert rig.poll("/f").items_new == 3
+    assert (sink.commits, store.in_transaction, store.alone) == (1, 1, 0)
+    # The same items in another body (so it is parsed again): nothing new.
+    rig.server.routes["/f"] = static(rss(items, extra="<ttl>5</ttl>").encode())
+    rig.now += timedelta(minutes=10)
+    second = rig.poll("/f")
+    assert (second.items_new, second.outcome) == (0, "no_new")
+    assert (sink.commits, store.in_transaction, store.alone) == (1, 1, 1)
+    assert len(sink.sent) == 3
+    assert store.get(rig.feed("/f").url) is not None
