@@ -115,6 +115,7 @@ class DiskNearDuplicateIndex:
         )
         self._counts = {day: int(self.meta(f"count_{day}") or 0) for day in self._days}
         self._pending: list[tuple[str, str, np.ndarray, int]] = []
+        self._statements: dict[tuple[int, ...], str] = {}
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -163,6 +164,19 @@ class DiskNearDuplicateIndex:
                 held += int(n)
         return held
 
+    def _lookup(self, days: tuple[int, ...]) -> str:
+        """The query's statement over these days' tables (made once per set of days)."""
+        sql = self._statements.get(days)
+        if sql is None:
+            keys = ",".join(f"?{i + 2}" for i in range(self.bands))
+            sql = " UNION ALL ".join(
+                f"SELECT id, cluster, seen, sig FROM articles_{day} WHERE seen >= ?1 AND row IN "
+                f"(SELECT row FROM bands_{day} WHERE key IN ({keys}))"
+                for day in days
+            )
+            self._statements = {days: sql}  # the days change once a day
+        return sql
+
     def held(self) -> int:
         """About how many articles the window holds: those of the days it reaches,
         and the buffered ones (cheap; for a gauge)."""
@@ -181,18 +195,11 @@ class DiskNearDuplicateIndex:
             return None
         values = _values(sig)
         qkeys = band_keys(values, self.bands, self.rows).tolist()
-        marks = ",".join("?" * len(qkeys))
+        days = tuple(day for day in self._days if (day + 1) * _DAY > horizon)
         found: list[tuple[str, str, int, bytes]] = []
-        for day in self._days:
-            if (day + 1) * _DAY <= horizon:
-                continue
-            found.extend(
-                self._db.execute(
-                    f"SELECT id, cluster, seen, sig FROM articles_{day} WHERE seen >= ? AND row IN "
-                    f"(SELECT row FROM bands_{day} WHERE key IN ({marks}))",
-                    (horizon, *qkeys),
-                )
-            )
+        if days:
+            # One statement for every day, its parameters bound once (?1 the horizon).
+            found.extend(self._db.execute(self._lookup(days), (horizon, *qkeys)))
         if self._pending:
             pending_keys = band_keys(
                 np.stack([v for _, _, v, _ in self._pending]), self.bands, self.rows
