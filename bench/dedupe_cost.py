@@ -397,8 +397,10 @@ def verdicts_in_new_process(path: Path, bodies: list[str]) -> tuple[list[float],
     config = NearDupConfig()
     now = datetime.now(UTC)
     signed = []
+    run = time.time_ns()
     for j, body in enumerate(bodies):
-        url = canonicalize_url(f"https://example.org/timed/{j}")
+        # New URLs on every run: a second run against the same file decides new articles.
+        url = canonicalize_url(f"https://example.org/timed/{run}/{j}")
         page = Article(
             id=article_id(url),
             url=url,
@@ -431,8 +433,24 @@ def verdicts_in_new_process(path: Path, bodies: list[str]) -> tuple[list[float],
     return ms, duplicates, before, rss_bytes()
 
 
+def time_verdicts(path: Path, bodies: list[str]) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        ms, duplicates, before, after = pool.apply(verdicts_in_new_process, (path, bodies))
+    print(
+        f"verdicts of {len(ms)} real articles against it, in a new process (32 MB SQLite cache): "
+        f"median {statistics.median(ms):.2f} ms, p95 {quantile(ms, 95):.2f} ms, "
+        f"max {max(ms):.1f} ms; {duplicates} duplicates among them; RSS {before / 2**20:.0f} MiB "
+        f"before the open, {after / 2**20:.0f} MiB after"
+    )
+
+
 def seed_and_time(path: Path, articles: int, bodies: list[str]) -> None:
-    """``--seed-store``: a full window on disk, and the verdicts' cost against it."""
+    """``--seed-store``: a full window on disk, and the verdicts' cost against it
+    (with ``--fill 0``, against the store already at ``path``)."""
+    if not articles:
+        time_verdicts(path, bodies)
+        return
     DiskDedupeStore.remove(path)
     store = DiskDedupeStore(path, NearDupConfig(), cache_mb=FILL_CACHE_MB)
     began = time.perf_counter()
@@ -449,15 +467,7 @@ def seed_and_time(path: Path, articles: int, bodies: list[str]) -> None:
         f"seeded {path}: {held:,} articles in the window in {seconds:.0f} s, "
         f"{size / 2**30:.1f} GiB ({size / max(held, 1):.0f} bytes per article, exact keys included)"
     )
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        ms, duplicates, before, after = pool.apply(verdicts_in_new_process, (path, bodies))
-    print(
-        f"verdicts of {len(ms)} real articles against it, in a new process (32 MB SQLite cache): "
-        f"median {statistics.median(ms):.2f} ms, p95 {quantile(ms, 95):.2f} ms, "
-        f"max {max(ms):.1f} ms; {duplicates} duplicates among them; RSS {before / 2**20:.0f} MiB "
-        f"before the open, {after / 2**20:.0f} MiB after"
-    )
+    time_verdicts(path, bodies)
 
 
 def main() -> None:
@@ -486,7 +496,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.seed_store is not None:
-        rng = random.Random(6)
+        # Against a store already filled (--fill 0), bodies it has not seen yet.
+        rng = random.Random(6 if args.fill else time.time_ns())
         seed_and_time(args.seed_store, args.fill, make_articles(sentence_pool(), args.measure, rng))
         return
 
