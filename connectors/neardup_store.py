@@ -23,7 +23,7 @@ in one SQLite transaction (with a caller's ``meta`` values, such as the
 state-topic offsets they come from), so a crash leaves the file at the last
 flush and never half-way through one.
 
-Not thread-safe, one writer, like the in-process index.
+Not thread-safe: one thread at a time (any thread), like the in-process index.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class DiskNearDuplicateIndex:
         self.bands, self.rows = lsh_bands(self.config)
         self.path = path
         self._window = int(self.config.window // _MICROSECOND)
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # Made where the stage is built, used by its worker's thread: one at a time.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in (
             "journal_mode=WAL",
             "synchronous=NORMAL",

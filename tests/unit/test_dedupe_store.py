@@ -106,3 +106,27 @@ def test_the_deduper_decides_from_the_file_as_from_memory(tmp_path: Path) -> Non
             store.flush({0: i})
     store.close()
     assert kinds.count("near") > 20 and kinds.count(None) > 50
+
+
+def test_the_store_is_used_by_the_thread_that_runs_the_stage(tmp_path: Path) -> None:
+    """Made where the stage is built (``rasd run``: the main thread), used by the
+    worker's thread."""
+    import threading
+
+    store = DiskDedupeStore(store_path(tmp_path, "t"), CONFIG)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            store.keys.put("url", "k", _entry(1))
+            store.flush({0: 1})
+            assert store.keys.get("url", "k") == _entry(1)
+        except BaseException as exc:  # reported to the test's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert errors == []
+    assert store.offsets() == {0: 1}
+    store.close()
