@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,9 +153,20 @@ def counts_dlq(expectations: dict[str, Any]) -> int:
     return int(expectations["counts"]["feed_items_missing"])
 
 
+@pytest.mark.parametrize("store", ["memory", "disk"])
 def test_sigterm_mid_stream_then_restart_loses_and_duplicates_nothing(
-    run: Run, es: Any, expectations: dict[str, Any]
+    run: Run,
+    es: Any,
+    kafka_bootstrap: Bootstrap,
+    expectations: dict[str, Any],
+    store: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Also with the dedupe window on disk (RASD_DEDUPE_STORE=disk), which ``rasd
+    run`` opens in one thread and decides with in another."""
+    monkeypatch.setenv("RASD_DEDUPE_STORE", store)
+    monkeypatch.setenv("RASD_DEDUPE_SNAPSHOT_DIR", str(tmp_path / "dedupe"))
     proc = run.start()
     try:
         # Stop it as soon as the first article page is being fetched: mid-stream.
@@ -177,6 +189,11 @@ def test_sigterm_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert len(docs) == expectations["counts"]["unique_articles"]
     assert len({d["canonical_url"] for d in docs}) == len(docs)
     assert _alert_count(es, run) == 1
+    # The only dead letter is the 404 page: no verdict failed.
+    dead = _topic(kafka_bootstrap, f"{run.namespace}.dlq")
+    assert [dict(d.headers)["rasd.reason"] for d in dead] == [b"http_404"]
+    if store == "disk":
+        assert list((tmp_path / "dedupe").glob("*.sqlite"))
 
 
 def test_a_dead_letter_replays_once_its_cause_is_fixed(
