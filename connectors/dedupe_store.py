@@ -39,7 +39,7 @@ from typing import Final
 from pipeline.dedupe import DedupeEntry, KeyKind
 from pipeline.neardup import NearDupConfig
 
-from .neardup_store import DiskNearDuplicateIndex
+from .neardup_store import DiskNearDuplicateIndex, day_tables
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,7 @@ class DiskDedupeKeys:
     def __init__(self, db: sqlite3.Connection, window_s: float) -> None:
         self._db = db
         self.window_s = window_s
-        self._days = sorted(
-            int(name.removeprefix("keys_"))
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'keys_%'"
-            )
-        )
+        self._days = day_tables(db, "keys_")
         self._pending: dict[tuple[str, str], tuple[DedupeEntry, int]] = {}
 
     def _live_days(self) -> list[int]:

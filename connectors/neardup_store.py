@@ -58,6 +58,14 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 LAYOUT: Final = "1"
 
 
+def day_tables(db: sqlite3.Connection, prefix: str) -> list[int]:
+    """The days of the tables named ``<prefix><day>``, in order."""
+    names = db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE ?", (f"{prefix}%",)
+    )
+    return sorted(int(name.removeprefix(prefix)) for (name,) in names)
+
+
 def _rows(pairs: np.ndarray, chunk: int = 100_000) -> Iterator[list[int]]:
     """The rows of ``pairs`` as lists, converted a chunk at a time (a bulk load of
     millions of rows is not one list of lists)."""
@@ -108,12 +116,7 @@ class DiskNearDuplicateIndex:
         watermark = self.meta("watermark")
         self._watermark: int | None = None if watermark is None else int(watermark)
         self._next_row = int(self.meta("next_row") or 0)
-        self._days = sorted(
-            int(name.removeprefix("articles_"))
-            for (name,) in self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'articles_%'"
-            )
-        )
+        self._days = day_tables(self._db, "articles_")
         self._counts = {day: int(self.meta(f"count_{day}") or 0) for day in self._days}
         self._pending: list[tuple[str, str, np.ndarray, int]] = []
         self._statements: dict[tuple[int, ...], str] = {}
@@ -266,11 +269,6 @@ class DiskNearDuplicateIndex:
         """Articles waiting for the next :meth:`flush`."""
         return len(self._pending)
 
-    def discard(self) -> int:
-        """Forget the buffered articles (decisions taken back); how many there were."""
-        n, self._pending = len(self._pending), []
-        return n
-
     def flush(
         self,
         meta: Mapping[str, str] | None = None,
@@ -347,12 +345,7 @@ class DiskNearDuplicateIndex:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._days = sorted(
-                int(name.removeprefix("articles_"))
-                for (name,) in db.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'articles_%'"
-                )
-            )
+            self._days = day_tables(db, "articles_")
             raise
         self._next_row += n
         self._counts = counts

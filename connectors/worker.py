@@ -184,14 +184,19 @@ def _unexpected(stage: str, record: Any, exc: Exception) -> BatchResult:
 
 
 def per_record(
-    handle: Callable[[Any], Iterable[Output]], retries: int = 3, base_delay: float = 0.5
+    handle: Callable[[Any], Iterable[Output]],
+    retries: int = 3,
+    base_delay: float = 0.5,
+    batch_errors: tuple[type[Exception], ...] = (),
 ) -> BatchHandler:
     """Adapt a one-record stage to a batch handler.
 
     ``PermanentError`` sends the record to the DLQ; ``RetriableError`` is retried
     with exponential backoff and jitter, and after ``retries`` attempts the
     record goes to the DLQ with reason ``retries_exhausted`` (``rasd dlq replay``
-    can bring it back once the cause is fixed).
+    can bring it back once the cause is fixed). ``batch_errors`` are not the
+    record's fault (a store of the stage's own that fails): they are raised out
+    of the handler, for the stage to fail the whole batch with.
     """
 
     def one(record: Any) -> BatchResult:
@@ -203,6 +208,8 @@ def per_record(
         for attempt in range(retries + 1):
             try:
                 produced = list(handle(record))
+            except batch_errors:
+                raise
             except PermanentError as exc:
                 result.failed.append((record, exc))
             except RetriableError as exc:

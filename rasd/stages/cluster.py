@@ -59,7 +59,9 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
             ctx.stats.duplicates.labels(verdict.duplicate_kind).inc()
         return [Output(ctx.topics.deduped, verdict.id, verdict.to_json())]
 
-    inner = per_record(check)
+    # The store on disk failing (I/O, a full disk) is no article's fault: the whole
+    # batch is retried, and nothing goes to the dead-letter topic for it.
+    inner = per_record(check, batch_errors=(sqlite3.Error,))
 
     def handler(records: list[Any]) -> BatchResult:
         # Single writer, but the previous owner of the partition may have
@@ -79,7 +81,10 @@ def build(ctx: StageContext, producer: Producer) -> StageParts:
             state.stale = False
         state.new_batch()
         state.catch_up()
-        return inner(records)
+        try:
+            return inner(records)
+        except sqlite3.Error as exc:
+            raise RetriableError(f"the dedupe store failed: {exc!r}") from exc
 
     def committed() -> None:
         state.committed()

@@ -35,6 +35,7 @@ from connectors.kafka import (
     new_producer,
 )
 from pipeline.dedupe import DedupeEntry, Deduper, sign
+from pipeline.errors import RetriableError
 from pipeline.neardup import (
     NearDupConfig,
     NearDuplicateIndex,
@@ -370,17 +371,23 @@ def _keys_on_disk(path: Path, ids: list[str]) -> int:
         db.close()
 
 
-def test_with_the_window_on_disk_a_restart_reads_only_the_tail_and_decides_as_a_full_replay(
-    kafka_bootstrap: Bootstrap,
-    topics: Topics,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def on_disk(kafka_bootstrap: Bootstrap, topics: Topics, tmp_path: Path) -> tuple[Settings, Path]:
+    """The settings of a cluster worker with its window on disk, and its store's path."""
     ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
     settings = Settings(
         namespace=topics.namespace, dedupe_store="disk", dedupe_snapshot_dir=tmp_path / "store"
     )
-    path = store_path(tmp_path / "store", topics.dedupe_state)
+    return settings, store_path(tmp_path / "store", topics.dedupe_state)
+
+
+def test_with_the_window_on_disk_a_restart_reads_only_the_tail_and_decides_as_a_full_replay(
+    kafka_bootstrap: Bootstrap,
+    topics: Topics,
+    on_disk: tuple[Settings, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings, path = on_disk
     now = datetime.now(UTC)
     bodies = _bodies(200, seed=21)
     caplog.set_level(logging.INFO)
@@ -440,14 +447,10 @@ def test_with_the_window_on_disk_a_restart_reads_only_the_tail_and_decides_as_a_
 def test_with_the_window_on_disk_an_aborted_batch_never_reaches_the_file(
     kafka_bootstrap: Bootstrap,
     topics: Topics,
-    tmp_path: Path,
+    on_disk: tuple[Settings, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ensure_topics(kafka_bootstrap, topics, 1, dedupe_window=timedelta(days=7))
-    settings = Settings(
-        namespace=topics.namespace, dedupe_store="disk", dedupe_snapshot_dir=tmp_path / "store"
-    )
-    path = store_path(tmp_path / "store", topics.dedupe_state)
+    settings, path = on_disk
     now = datetime.now(UTC)
     bodies = _bodies(60, seed=33)
     first, batch = _records(bodies[:30], 0, now), _records(bodies[30:], 30, now)
@@ -478,3 +481,21 @@ def test_with_the_window_on_disk_an_aborted_batch_never_reaches_the_file(
     restarted = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
     assert _verdicts(restarted, first + batch) == decided_first + decided
     _crash(restarted)
+
+
+def test_with_the_window_on_disk_a_failing_store_fails_the_batch_not_its_articles(
+    on_disk: tuple[Settings, Path],
+) -> None:
+    """The file unreadable (here: its connection gone) is no article's fault: the
+    batch is to be retried whole (RetriableError), no verdict is dead-lettered."""
+    settings, _ = on_disk
+    parts = cluster.build(StageContext(settings), _Unsent())  # type: ignore[arg-type]
+    assert parts.on_commit is not None
+    (sink,) = parts.sinks
+    records = _records(_bodies(6, seed=8), 0, datetime.now(UTC))
+    assert len(_verdicts(parts, records[:3])) == 3
+    parts.on_commit()  # written: the next verdicts read the file
+    sink.window.store.near.connection.close()  # type: ignore[attr-defined]
+    with pytest.raises(RetriableError, match="the dedupe store failed"):
+        parts.handler(records[3:])
+    sink.window.store.close()  # type: ignore[attr-defined]
